@@ -1,0 +1,55 @@
+"""probcausal: causal inference as a NumPyro extension.
+
+Causal models are NumPyro programs. Handlers (:class:`do`, :class:`TwinWorld`,
+:class:`MultiWorld`, :class:`observe`) give them interventional and
+counterfactual meaning; queries (:func:`interventional`, :func:`counterfactual`,
+effects) answer questions with exact abduction wherever the evidence allows, and
+:func:`to_inference_data` hands the results to ArviZ.
+"""
+
+from probcausal import errors, handlers, infer, mechanisms, queries
+from probcausal.causal_model import CausalModel, causal_model
+from probcausal.graph import graph
+from probcausal.handlers import MultiWorld, TwinWorld, WorldValue, do, observe
+from probcausal.queries import (
+    CounterfactualResult,
+    ate,
+    cate,
+    counterfactual,
+    ett,
+    interventional,
+    mediation,
+    probability_of_necessity,
+    probability_of_necessity_and_sufficiency,
+    probability_of_sufficiency,
+    to_inference_data,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CausalModel",
+    "CounterfactualResult",
+    "MultiWorld",
+    "TwinWorld",
+    "WorldValue",
+    "ate",
+    "causal_model",
+    "cate",
+    "counterfactual",
+    "do",
+    "errors",
+    "ett",
+    "graph",
+    "handlers",
+    "infer",
+    "interventional",
+    "mechanisms",
+    "mediation",
+    "observe",
+    "probability_of_necessity",
+    "probability_of_necessity_and_sufficiency",
+    "probability_of_sufficiency",
+    "queries",
+    "to_inference_data",
+]

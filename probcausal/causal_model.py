@@ -1,0 +1,74 @@
+"""``@causal_model``: a NumPyro model with causal methods attached."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import networkx as nx
+
+from probcausal.graph import graph
+from probcausal.handlers import do
+from probcausal.queries import counterfactual, interventional
+
+__all__ = ["CausalModel", "causal_model"]
+
+
+class CausalModel:
+    """A NumPyro model function with causal methods; still a valid NumPyro model.
+
+    Calling it runs the model, so it works with ``MCMC``, ``SVI``, ``Predictive``
+    and every handler. Methods: :meth:`graph`, :meth:`do`, :meth:`interventional`,
+    :meth:`counterfactual`.
+    """
+
+    def __init__(self, fn: Callable):
+        if not callable(fn):
+            raise TypeError(f"causal_model needs a callable model, got {type(fn).__name__}")
+        self.fn = fn
+        functools.update_wrapper(self, fn, updated=[])
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"CausalModel({getattr(self.fn, '__name__', repr(self.fn))})"
+
+    def graph(self, *args, **kwargs) -> nx.DiGraph:
+        """:func:`probcausal.graph` of this model with these arguments."""
+        return graph(self, *args, **kwargs)
+
+    def do(self, actions: Mapping[str, Any]) -> CausalModel:
+        """The intervened model ``do(self, actions)``, itself a :class:`CausalModel`."""
+        return CausalModel(do(self.fn, actions))
+
+    def interventional(self, actions, **kwargs):
+        """:func:`probcausal.interventional` on this model."""
+        return interventional(self, actions, **kwargs)
+
+    def counterfactual(self, evidence, actions, **kwargs):
+        """:func:`probcausal.counterfactual` on this model."""
+        return counterfactual(self, evidence, actions, **kwargs)
+
+
+def causal_model(fn: Callable) -> CausalModel:
+    """Decorate a NumPyro model function as a :class:`CausalModel`.
+
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> import probcausal as pc
+    >>> @pc.causal_model
+    ... def encouragement():
+    ...     x = numpyro.sample("x", dist.Normal(0, 1))
+    ...     h = numpyro.sample("h", dist.Normal(0.5 * x, 1))
+    ...     numpyro.sample("y", dist.Normal(0.7 * x + 0.4 * h, 1))
+    >>> sorted(encouragement.graph().edges())
+    [('h', 'y'), ('x', 'h'), ('x', 'y')]
+    >>> cf = encouragement.counterfactual({"x": 0.5, "h": 1.0, "y": 1.5}, {"h": 2.0},
+    ...                                   rng_key=jax.random.PRNGKey(0), num_samples=2)
+    >>> cf["y"].round(4).tolist()
+    [1.9, 1.9]
+    """
+    return CausalModel(fn)

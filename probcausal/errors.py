@@ -1,0 +1,122 @@
+"""Exceptions raised by probcausal.
+
+Every exception names what was wrong (a site, a shape, a plate, a family), where,
+and how to fix it. Each class is documented in ``docs/errors.md`` and each message
+is pinned by a test.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AbductionError",
+    "EvidenceShapeError",
+    "InterventionShapeError",
+    "InvalidEvidenceError",
+    "MissingMechanismError",
+    "ProbcausalError",
+    "SeedRequiredError",
+    "UnknownSiteError",
+    "WorldDimError",
+]
+
+
+class ProbcausalError(Exception):
+    """Base class of every error raised by probcausal."""
+
+
+class UnknownSiteError(ProbcausalError, ValueError):
+    """An action or an evidence entry names a site the model does not have."""
+
+    def __init__(self, kind: str, unknown, known):
+        self.unknown = sorted(unknown)
+        self.known = sorted(known)
+        super().__init__(
+            f"{kind} name(s) {self.unknown} are not sample sites of the model. "
+            f"The model's sites are {self.known}; check the spelling, or the "
+            "model arguments that decide which sites exist."
+        )
+
+
+class EvidenceShapeError(ProbcausalError, ValueError):
+    """Evidence for a site does not have the site's shape."""
+
+    def __init__(self, site: str, got, expected):
+        self.site = site
+        super().__init__(
+            f"evidence for site '{site}' has shape {tuple(got)}, but the site has shape "
+            f"{tuple(expected)}. Pass one value per element of the site (reshape the "
+            "array, or check the plate sizes given to the model)."
+        )
+
+
+class InterventionShapeError(ProbcausalError, ValueError):
+    """An intervention value does not broadcast to the site it is applied to."""
+
+    def __init__(self, site: str, got, expected, plates=(), hint: str = ""):
+        self.site = site
+        plate_txt = ""
+        if plates:
+            plate_txt = " inside plate(s) " + ", ".join(
+                f"'{name}' (size {size}, dim {dim})" for name, size, dim in plates
+            )
+        super().__init__(
+            f"intervention on site '{site}'{plate_txt} has shape {tuple(got)}, which does "
+            f"not broadcast to the site's shape {tuple(expected)}. "
+            + (hint or "Give one value per plate element, or a scalar for all of them.")
+        )
+
+
+class InvalidEvidenceError(ProbcausalError, ValueError):
+    """Evidence holds NaN or infinite values."""
+
+    def __init__(self, site: str, count: int):
+        self.site = site
+        super().__init__(
+            f"evidence for site '{site}' holds {count} NaN or infinite value(s). "
+            "Remove those units, or leave the site out of the evidence to treat it as "
+            "unobserved."
+        )
+
+
+class MissingMechanismError(ProbcausalError, TypeError):
+    """A site's distribution family has no registered noise mechanism."""
+
+    def __init__(self, site: str | None, family: str):
+        self.site = site
+        where = f"site '{site}' uses" if site else "got"
+        super().__init__(
+            f"{where} distribution family {family}, which has no noise mechanism, so its "
+            "exogenous noise cannot be made explicit. Register one with "
+            f"`probcausal.mechanisms.register({family}, MyMechanism())`, where MyMechanism "
+            "subclasses `probcausal.mechanisms.Mechanism`."
+        )
+
+
+class WorldDimError(ProbcausalError, ValueError):
+    """The world dimension collides with a plate of the model."""
+
+    def __init__(self, site: str, world_dim: int, plate_dims):
+        self.site = site
+        super().__init__(
+            f"site '{site}' sits in plates using dims {sorted(plate_dims)}, which reach the "
+            f"world dimension {world_dim}. Pass `world_dim` further left (for example "
+            f"world_dim={min(plate_dims) - 1}), or wrap the model, `TwinWorld(model)`, "
+            "which allocates the world dimension automatically."
+        )
+
+
+class SeedRequiredError(ProbcausalError, ValueError):
+    """A handler needs random numbers but no ``numpyro.handlers.seed`` is active."""
+
+    def __init__(self, site: str, what: str):
+        self.site = site
+        super().__init__(
+            f"site '{site}' needs a PRNG key to {what}, but no `numpyro.handlers.seed` "
+            "handler is active. Wrap the model in `numpyro.handlers.seed(model, rng_seed=0)`, "
+            "or use the query functions (`pc.counterfactual`, `pc.interventional`), which "
+            "take `rng_key`."
+        )
+
+
+class AbductionError(ProbcausalError, ValueError):
+    """The requested abduction engine cannot handle the model and evidence."""

@@ -1,0 +1,82 @@
+"""The causal graph of a NumPyro model, from data flow between its sites."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import networkx as nx
+from numpyro.handlers import seed, trace
+from numpyro.infer.inspect import get_model_relations
+
+from probcausal.handlers._stack import isolated
+
+__all__ = ["graph", "sample_sites"]
+
+
+def sample_sites(model: Callable, *args, **kwargs) -> dict:
+    """The sample sites of one seeded run of ``model``: name -> trace entry."""
+    with isolated():
+        tr = trace(seed(model, 0)).get_trace(*args, **kwargs)
+    return {
+        name: site
+        for name, site in tr.items()
+        if site["type"] == "sample" and not site["infer"].get("is_auxiliary")
+    }
+
+
+def graph(model: Callable, *args, **kwargs) -> nx.DiGraph:
+    """The causal graph of ``model(*args, **kwargs)`` as a ``networkx.DiGraph``.
+
+    One node per sample site; an edge ``u -> v`` when ``v``'s distribution
+    parameters depend on ``u``'s value (traced through deterministic code and
+    ``numpyro.deterministic`` sites). Node attributes: ``observed`` (evidence given
+    in the model by ``obs=`` or ``condition``), ``latent`` (not observed and not
+    intervened), ``intervened``, ``distribution`` (class name), ``shape`` (the value
+    shape) and ``plates`` (names of enclosing plates). An intervened site has no
+    incoming edges.
+
+    Examples
+    --------
+    >>> import numpyro, numpyro.distributions as dist
+    >>> import probcausal as pc
+    >>> def model():
+    ...     x = numpyro.sample("x", dist.Normal(0, 1))
+    ...     h = numpyro.sample("h", dist.Normal(0.5 * x, 1))
+    ...     numpyro.sample("y", dist.Normal(0.7 * x + 0.4 * h, 1))
+    >>> sorted(pc.graph(model).edges())
+    [('h', 'y'), ('x', 'h'), ('x', 'y')]
+    >>> sorted(pc.graph(pc.do(model, {"h": 2.0})).edges())  # x -> h is cut
+    [('h', 'y'), ('x', 'y')]
+    """
+    with isolated():
+        rel = get_model_relations(model, model_args=args, model_kwargs=kwargs)
+    sites = sample_sites(model, *args, **kwargs)
+    deps = rel["sample_sample"]
+
+    def parents(name, seen=()):
+        out = set()
+        for p in deps.get(name, ()):
+            if p in sites:
+                out.add(p)
+            elif p not in seen:  # a deterministic site: look through it
+                out |= parents(p, seen + (name,))
+        return out
+
+    g = nx.DiGraph()
+    for name, site in sites.items():
+        intervened = bool(site["infer"].get("intervened"))
+        observed = bool(site["is_observed"]) and not intervened
+        g.add_node(
+            name,
+            observed=observed,
+            latent=not observed and not intervened,
+            intervened=intervened,
+            distribution=type(site["fn"]).__name__,
+            shape=tuple(getattr(site["value"], "shape", ())),
+            plates=tuple(f.name for f in site["cond_indep_stack"]),
+        )
+    for name in sites:
+        if not g.nodes[name]["intervened"]:
+            for p in sorted(parents(name)):
+                g.add_edge(p, name)
+    return g

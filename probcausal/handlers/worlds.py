@@ -1,0 +1,329 @@
+"""Twin and multi worlds: counterfactual semantics by shared exogenous noise.
+
+A world handler rewrites every sample site ``x ~ D(theta(pa))`` as
+``x = f(theta(pa), u)`` (see :mod:`probcausal.mechanisms`) and evaluates it in all
+worlds at once along a ``world`` batch dimension placed left of every plate.
+World 0 is the factual world; each other world carries interventions. The noise
+``u`` is drawn once, without the world dimension, so all worlds share it:
+
+- a site whose factual value is known (evidence from ``obs=``, ``condition``,
+  :class:`~probcausal.observe`, or a value from ``substitute``) gets its noise by
+  abduction, ``u ~ p(u | x, theta)``, from its factual parents;
+- any other site draws ``u`` from the base distribution;
+- given ``noise={site: u}`` overrides both (this is how queries inject the noise
+  they abducted).
+
+Evidence applies to the factual world only. Evidence given by a ``condition`` or
+``substitute`` placed *outside* the world handler is honoured too (and kept from
+overwriting the world values). Each site's distribution is masked to the factual
+world, so the log density of a world model equals that of the observational
+model at the factual values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpyro
+import numpyro.distributions as dist
+from numpyro.handlers import condition, substitute
+
+from probcausal import mechanisms
+from probcausal.errors import SeedRequiredError, WorldDimError
+from probcausal.handlers._stack import WorldHandler, max_plate_depth, stack
+from probcausal.handlers.do import WorldValue, action_label, broadcast_action, do
+
+__all__ = ["MultiWorld", "TwinWorld"]
+
+_BATCH_HINT = (
+    "Under a world handler an action must fit the site's shape; for several "
+    "interventions pass a list of action dicts (one world each)."
+)
+
+
+def _outer_value(handlers, msg) -> tuple[Any, bool] | None:
+    """The value an outer ``condition``/``substitute`` would give, outermost first."""
+    for h in handlers:
+        value = None
+        if isinstance(h, condition):
+            value = h.data.get(msg["name"]) if h.data is not None else h.condition_fn(msg)
+            if value is not None:
+                return value, True
+        elif isinstance(h, substitute):
+            if h.data is not None:
+                value = h.data.get(msg["name"])
+            elif h.substitute_fn is not None:
+                value = h.substitute_fn(msg)
+            if value is not None:
+                return value, False
+    return None
+
+
+class _Worlds(WorldHandler):
+    def __init__(
+        self,
+        fn: Callable | None = None,
+        world_dim: int | None = None,
+        noise: Mapping[str, Any] | None = None,
+    ):
+        if world_dim is not None and world_dim >= 0:
+            raise ValueError(f"`world_dim` must be negative (counted from the right), got {world_dim}")
+        self.world_dim = world_dim
+        self.noise = dict(noise or {})
+        self._call_dim: int | None = None
+        self._dim: int | None = None
+        self._dos: list[do] | None = None
+        super().__init__(fn)
+
+    # -- world bookkeeping -------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        self._call_dim = self.world_dim
+        if self._call_dim is None:
+            self._call_dim = -1 - max_plate_depth(self.fn, args, kwargs)
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            self._call_dim = None
+
+    def __enter__(self):
+        self._dim = self._call_dim if self._call_dim is not None else self.world_dim
+        self._dos = None
+        return super().__enter__()
+
+    def _resolve_dim(self, msg) -> int:
+        plate_dims = [f.dim for f in msg.get("cond_indep_stack", ())]
+        if self._dim is None:
+            self._dim = -1 - max((-d for d in plate_dims), default=0)
+        if any(d <= self._dim for d in plate_dims):
+            raise WorldDimError(msg["name"], self._dim, plate_dims)
+        return self._dim
+
+    def _collect_dos(self) -> list[do]:
+        dos = [h for h in stack() if isinstance(h, do)]
+        if self._dos is None:
+            self._dos = dos
+        return dos
+
+    @property
+    def num_worlds(self) -> int:
+        raise NotImplementedError
+
+    def world_actions(self, name: str) -> list[list[Any]]:
+        """For each world k >= 1, the actions on ``name`` in application order."""
+        raise NotImplementedError
+
+    # -- the rewrite -------------------------------------------------------------------
+    def process_message(self, msg) -> None:
+        if msg["type"] != "sample":
+            return
+        name, fn = msg["name"], msg["fn"]
+        dim = self._resolve_dim(msg)
+        self._collect_dos()
+        n_worlds = self.num_worlds
+        event_dim = fn.event_dim
+        axis = dim - event_dim  # world axis of values
+        widx = jnp.arange(n_worlds).reshape((n_worlds,) + (1,) * (-axis - 1))
+
+        if msg["infer"].get("is_auxiliary"):  # numpyro.factor: count the factual world only
+            if len(fn.batch_shape) >= -dim:
+                msg["fn"] = fn.mask(widx.reshape((n_worlds,) + (1,) * (-dim - 1)) == 0)
+            return
+
+        def has_world(a):
+            return jnp.ndim(a) >= -axis and jnp.shape(a)[axis] != 1
+
+        def take(a, w):
+            return jax.lax.index_in_dim(a, w, axis, keepdims=True) if has_world(a) else a
+
+        def expand(a):
+            a = jnp.asarray(a)
+            shape = (1,) * max(0, -axis - a.ndim) + a.shape
+            shape = shape[:axis] + (n_worlds,) + (shape[axis + 1 :] if axis != -1 else ())
+            return jnp.broadcast_to(a, jnp.broadcast_shapes(jnp.shape(a), shape))
+
+        # factual value: from the message (inner handlers / obs=) or outer handlers
+        x_fact, observed = msg["value"], msg["is_observed"]
+        if x_fact is None:
+            below = stack()[: stack().index(self)]
+            outer = _outer_value(below, msg)
+            if outer is not None:
+                x_fact, observed = outer
+                msg["_control_flow_done"] = True  # keep outer handlers from overwriting
+
+        keys = _Keys(name)
+        batch = list(fn.batch_shape)
+        if len(batch) >= -dim:
+            batch[dim] = 1
+        base_shape = tuple(batch)  # site batch shape without the world dim
+
+        # exogenous noise, shared by every world
+        if name in self.noise:
+            u = jnp.asarray(self.noise[name])
+        elif x_fact is not None:
+            u = mechanisms.abduct(keys(), fn, x_fact, name)
+            n_trail = len(mechanisms.noise_shape(fn, name)) - len(fn.batch_shape)
+            u_axis = dim - n_trail
+            if jnp.ndim(u) >= -u_axis and jnp.shape(u)[u_axis] != 1:
+                u = jax.lax.index_in_dim(u, 0, u_axis, keepdims=True)
+        else:
+            shape = base_shape + mechanisms.noise_shape(fn, name)[len(fn.batch_shape) :]
+            u = mechanisms.sample_noise(keys(), fn, shape, name)
+
+        natural = mechanisms.apply(fn, u, name)
+        actions = self.world_actions(name)
+        intervened = any(actions)
+        if x_fact is None:
+            value = natural
+        elif has_world(natural) or intervened:
+            value = jnp.where(widx == 0, x_fact, expand(natural))
+        else:
+            value = jnp.broadcast_to(
+                jnp.asarray(x_fact, natural.dtype),
+                jnp.broadcast_shapes(jnp.shape(x_fact), natural.shape),
+            )
+
+        site_shape = base_shape + tuple(fn.event_shape)
+        for k, world_actions in enumerate(actions, start=1):
+            if not world_actions:
+                continue
+            v = take(natural, k)
+            for a in world_actions:
+                if isinstance(a, WorldValue):
+                    if not 0 <= a.world < k:
+                        raise ValueError(
+                            f"WorldValue({a.world}) on site '{name}' in world {k}: a world "
+                            "may only take values from an earlier world (0 is factual)."
+                        )
+                    v = take(value, a.world)
+                elif isinstance(a, dist.Distribution):
+                    v = a.expand(jnp.broadcast_shapes(a.batch_shape, base_shape)).sample(keys())
+                elif callable(a):
+                    v = a(v)
+                else:
+                    v = broadcast_action(msg, a, site_shape, _BATCH_HINT)
+            value = jnp.where(widx == k, v, expand(value))
+
+        msg["value"] = value
+        msg["is_observed"] = observed
+        if has_world(value):
+            full_batch = jnp.shape(value)[: jnp.ndim(value) - event_dim]
+            if tuple(fn.batch_shape) != full_batch:
+                fn = fn.expand(full_batch)
+            fn = fn.mask(widx.reshape((n_worlds,) + (1,) * (-dim - 1)) == 0)
+        msg["fn"] = fn
+        msg["infer"] = {**msg["infer"], "noise": u, "intervened": intervened}
+
+
+class _Keys:
+    """Lazily draws PRNG keys from the enclosing ``seed`` handler."""
+
+    def __init__(self, site: str):
+        self.site = site
+
+    def __call__(self):
+        key = numpyro.prng_key()
+        if key is None:
+            raise SeedRequiredError(self.site, "draw or abduct its exogenous noise")
+        return key
+
+
+class TwinWorld(_Worlds):
+    """Two worlds: factual (0) and counterfactual (1).
+
+    Every ``do`` handler active around or inside the model applies its actions to
+    world 1 (nested ``do`` handlers compose, the outer one last). Sites get a world
+    dimension of size 2 at ``world_dim`` once they differ between worlds.
+
+    Parameters
+    ----------
+    fn : callable, optional
+        The model. Called as ``TwinWorld(model)(*args)`` the world dimension is
+        allocated automatically left of every plate.
+    world_dim : int, optional
+        Batch dim of the worlds. Used as ``with TwinWorld():`` without it, the dim is
+        fixed at the first sample site, left of that site's plates.
+    noise : dict, optional
+        Exogenous noise per site, instead of drawing or abducting it.
+
+    Examples
+    --------
+    >>> import numpyro, numpyro.distributions as dist
+    >>> from numpyro.handlers import condition, seed, trace
+    >>> import probcausal as pc
+    >>> def model():
+    ...     x = numpyro.sample("x", dist.Normal(0, 1))
+    ...     return numpyro.sample("y", dist.Normal(x, 1))
+    >>> twin = pc.TwinWorld(pc.do(condition(model, {"x": 0.5, "y": 1.5}), {"x": 2.0}))
+    >>> tr = trace(seed(twin, 0)).get_trace()
+    >>> tr["y"]["value"].tolist()  # factual 1.5; counterfactual 2 + (1.5 - 0.5)
+    [1.5, 3.0]
+    """
+
+    num_worlds = 2
+
+    def world_actions(self, name):
+        # outer handlers come first in the stack; apply inner actions first
+        return [[d.actions[name] for d in reversed(self._dos or []) if name in d.actions]]
+
+    @property
+    def labels(self) -> list[str]:
+        """World labels of the last call: ``factual`` and the merged ``do(...)``."""
+        merged = {}
+        for d in self._dos or []:
+            merged.update(d.actions)
+        return ["factual", action_label(merged)]
+
+
+class MultiWorld(_Worlds):
+    """One world per ``do`` handler, plus the factual world 0.
+
+    ``do`` handlers get world indices in stack order (outermost first), so a query
+    with k interventions costs k + 1 worlds, never 2**k. Actions may take values
+    from an earlier world with :class:`~probcausal.WorldValue`, which expresses
+    nested counterfactuals such as the natural direct effect's ``Y_{x1, M_{x0}}``.
+    All ``do`` handlers must be active when the model's first sample site runs.
+
+    Examples
+    --------
+    >>> import numpyro, numpyro.distributions as dist
+    >>> from numpyro.handlers import seed, trace
+    >>> import probcausal as pc
+    >>> def model():
+    ...     x = numpyro.sample("x", dist.Normal(0, 1))
+    ...     m = numpyro.sample("m", dist.Normal(2 * x, 1))
+    ...     return numpyro.sample("y", dist.Normal(x + 3 * m, 1))
+    >>> def nested():
+    ...     with pc.MultiWorld(), pc.do(actions={"x": 0.0}), pc.do(
+    ...         actions={"x": 1.0, "m": pc.WorldValue(1)}
+    ...     ):
+    ...         return model()
+    >>> y = seed(nested, 0)()
+    >>> round(float(y[2] - y[1]), 4)  # Y_{1, M_0} - Y_0 = direct effect 1
+    1.0
+    """
+
+    @property
+    def num_worlds(self) -> int:
+        return 1 + len(self._dos or [])
+
+    def world_actions(self, name):
+        return [[d.actions[name]] if name in d.actions else [] for d in self._dos or []]
+
+    def _collect_dos(self):
+        dos = [h for h in stack() if isinstance(h, do)]
+        if self._dos is None:
+            self._dos = dos
+        elif any(d not in self._dos for d in dos):
+            raise ValueError(
+                "a `do` handler was opened after the model's first sample site under "
+                "MultiWorld; open every `do` around the whole model."
+            )
+        return self._dos
+
+    @property
+    def labels(self) -> list[str]:
+        """World labels of the last call: ``factual``, then ``do(...)`` per world."""
+        return ["factual"] + [action_label(d.actions) for d in self._dos or []]

@@ -1,0 +1,294 @@
+"""Abduction engines: the posterior over the unobserved factual sites.
+
+Only latent sites that are *ancestors* of the evidence need a posterior: any other
+latent site is independent of the evidence given its parents, so ancestral
+sampling with the evidence plugged in is already exact for it. The engines below
+infer the ancestors; their noise then follows site by site from
+:func:`probcausal.mechanisms.abduct` inside the world handlers.
+
+=================  ==========================================================
+method             used when (``method="auto"``)
+=================  ==========================================================
+``"exact"``        no latent ancestor of the evidence: no inference at all
+``"enumeration"``  all latent ancestors discrete with finite support
+``"nuts"``         all latent ancestors continuous (default)
+``"svi"``          on request, for many units (optax, an autoguide)
+``"gibbs"``        discrete and continuous latent ancestors (DiscreteHMCGibbs)
+=================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from numpyro.handlers import condition, seed, substitute, trace
+from numpyro.infer import MCMC, NUTS, SVI, DiscreteHMCGibbs, Trace_ELBO
+from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
+from numpyro.primitives import Messenger
+
+from probcausal import mechanisms
+from probcausal.errors import AbductionError, MissingMechanismError
+from probcausal.handlers._stack import isolated
+
+__all__ = ["METHODS", "SiteInfo", "choose_method", "model_info", "posterior_latents"]
+
+METHODS = ("auto", "exact", "enumeration", "nuts", "svi", "gibbs")
+_MAX_ENUMERATION = 1 << 14
+_MVN_MAX_DIM = 256
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    """Static facts about one sample site, read from an abstract trace."""
+
+    name: str
+    shape: tuple[int, ...]
+    batch_shape: tuple[int, ...]
+    event_dim: int
+    family: type
+    observed: bool
+    discrete: bool
+    support: tuple | None  # finite support values, when enumerable
+    plate_dims: tuple[int, ...]
+    plates: tuple[tuple[str, int], ...]  # (plate name, dim)
+    exact: bool  # abduction is a deterministic inversion
+    parents: frozenset = field(default_factory=frozenset)
+
+
+def model_info(model: Callable, args=(), kwargs=None) -> dict[str, SiteInfo]:
+    """Site name -> :class:`SiteInfo`, from one abstract (shape-only) run of ``model``."""
+    from probcausal.graph import graph
+
+    kwargs = kwargs or {}
+    collected: dict[str, dict] = {}
+
+    def run():
+        tr = trace(seed(model, 0)).get_trace(*args, **kwargs)
+        for name, site in tr.items():
+            if site["type"] != "sample" or site["infer"].get("is_auxiliary"):
+                continue
+            fn = site["fn"]
+            support = None
+            if getattr(fn, "has_enumerate_support", False):
+                try:
+                    with jax.ensure_compile_time_eval():
+                        values = np.unique(np.asarray(fn.enumerate_support(expand=False)))
+                    support = tuple(values.tolist())
+                except (jax.errors.ConcretizationTypeError, TypeError):
+                    support = None  # parameter-dependent support: not enumerable
+            collected[name] = dict(
+                batch_shape=tuple(fn.batch_shape),
+                event_dim=fn.event_dim,
+                family=type(fn),
+                observed=bool(site["is_observed"]),
+                discrete=bool(fn.is_discrete),
+                support=support,
+                plate_dims=tuple(f.dim for f in site["cond_indep_stack"]),
+                plates=tuple((f.name, f.dim) for f in site["cond_indep_stack"]),
+                exact=_exact(fn),
+            )
+        return {n: s["value"] for n, s in tr.items() if n in collected}
+
+    with isolated():
+        shapes = jax.eval_shape(run)
+    g = graph(model, *args, **kwargs)
+    return {
+        name: SiteInfo(
+            name=name,
+            shape=tuple(shapes[name].shape),
+            parents=frozenset(g.predecessors(name)) if name in g else frozenset(),
+            **meta,
+        )
+        for name, meta in collected.items()
+    }
+
+
+def _exact(fn) -> bool:
+    try:
+        return mechanisms.is_exact(fn)
+    except MissingMechanismError:  # reported with the site name when the worlds run
+        return False
+
+
+def latent_ancestors(info: Mapping[str, SiteInfo], evidence) -> list[str]:
+    """Latent sites (not observed, not in evidence) that are ancestors of evidence."""
+    observed = {n for n, s in info.items() if s.observed} | set(evidence)
+    ancestors: set[str] = set()
+    todo = list(observed)
+    while todo:
+        for p in info[todo.pop()].parents:
+            if p not in ancestors:
+                ancestors.add(p)
+                todo.append(p)
+    return [n for n in info if n in ancestors and n not in observed]
+
+
+def choose_method(info, latents: list[str], method: str) -> str:
+    """Resolve ``method="auto"`` and check an explicit method fits the latents."""
+    if method not in METHODS:
+        raise ValueError(f"unknown abduction method {method!r}; choose one of {METHODS}")
+    discrete = [n for n in latents if info[n].discrete]
+    if method == "auto":
+        if not latents:
+            return "exact"
+        if len(discrete) == len(latents):
+            return "enumeration"
+        return "nuts" if not discrete else "gibbs"
+    if method == "exact" and latents:
+        raise AbductionError(
+            f"method='exact' needs every ancestor of the evidence observed, but {latents} "
+            "are latent. Observe them, or use method='auto'."
+        )
+    if method in ("nuts", "svi") and discrete:
+        raise AbductionError(
+            f"method={method!r} cannot infer the discrete latent site(s) {discrete} "
+            "(a gradient-based posterior over discrete values is wrong). Use "
+            "method='enumeration' or 'gibbs', or method='auto'."
+        )
+    if method == "enumeration" and len(discrete) != len(latents):
+        cont = [n for n in latents if n not in discrete]
+        raise AbductionError(
+            f"method='enumeration' needs discrete latents, but {cont} are continuous. "
+            "Use method='gibbs' or 'auto'."
+        )
+    return method
+
+
+class _Freeze(Messenger):
+    """Fix sites to given values and drop them from the log density."""
+
+    def __init__(self, fn, values):
+        self.values = values
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] == "sample" and msg["name"] in self.values:
+            msg["value"] = self.values[msg["name"]]
+            msg["is_observed"] = True
+            msg["fn"] = msg["fn"].mask(False)
+
+
+def _inference_model(model, info, evidence, latents, args, kwargs):
+    """The conditioned model whose only free sites are ``latents``.
+
+    Latent sites that are not ancestors of the evidence are frozen at a prior draw
+    and masked: they do not touch the evidence, so the posterior of ``latents`` is
+    unchanged, and discrete ones no longer block gradient-based engines.
+    """
+    others = [n for n, s in info.items() if not s.observed and n not in evidence and n not in latents]
+    frozen = {}
+    if others:
+        with isolated():
+            tr = trace(seed(condition(model, evidence), 0)).get_trace(*args, **kwargs)
+        frozen = {n: tr[n]["value"] for n in others}
+    return _Freeze(condition(model, evidence), frozen)
+
+
+def _enumerate(model, info, evidence, latents, key, num_samples, args, kwargs):
+    shapes = {info[n].batch_shape for n in latents}
+    if len(shapes) != 1:
+        raise AbductionError(
+            f"enumeration needs the discrete latent sites {latents} to share one batch "
+            f"shape (one set of plates), got {sorted(shapes)}. Use method='gibbs'."
+        )
+    (batch,) = shapes
+    supports = []
+    for n in latents:
+        if info[n].support is None:
+            raise AbductionError(
+                f"latent site '{n}' ({info[n].family.__name__}) has no finite support to "
+                "enumerate. Use method='gibbs'."
+            )
+        supports.append(info[n].support)
+    n_configs = int(np.prod([len(s) for s in supports]))
+    if n_configs > _MAX_ENUMERATION:
+        raise AbductionError(
+            f"enumerating {latents} needs {n_configs} joint configurations per unit "
+            f"(limit {_MAX_ENUMERATION}). Use method='gibbs'."
+        )
+    configs = np.array(list(itertools.product(*supports)))  # (C, k)
+    inner = _inference_model(model, info, evidence, latents, args, kwargs)
+
+    def log_joint(config):
+        values = {n: jnp.broadcast_to(config[i], batch).astype(jnp.int32) for i, n in enumerate(latents)}
+        tr = trace(seed(substitute(inner, values), 0)).get_trace(*args, **kwargs)
+        total = jnp.zeros(batch)
+        for site in tr.values():
+            if site["type"] != "sample":
+                continue
+            lp = site["fn"].log_prob(site["value"])
+            extra = jnp.ndim(lp) - len(batch)
+            if extra > 0:
+                lp = lp.sum(axis=tuple(range(extra)))
+            total = total + lp
+        return total
+
+    with isolated():
+        logp = jax.vmap(log_joint)(jnp.asarray(configs))  # (C, *batch)
+    idx = jax.random.categorical(key, jnp.moveaxis(logp, 0, -1), shape=(num_samples,) + batch)
+    return {n: jnp.asarray(configs[:, i])[idx].astype(jnp.int32) for i, n in enumerate(latents)}
+
+
+def posterior_latents(
+    model: Callable,
+    info: Mapping[str, SiteInfo],
+    evidence: Mapping[str, Any],
+    latents: list[str],
+    method: str,
+    *,
+    rng_key: jax.Array,
+    num_samples: int,
+    model_args=(),
+    model_kwargs=None,
+    num_warmup: int = 500,
+    svi_steps: int = 2000,
+    svi_learning_rate: float = 0.01,
+    guide: Callable | None = None,
+    progress_bar: bool = False,
+) -> dict[str, jax.Array]:
+    """Posterior samples, ``(num_samples, *shape)`` per site, of ``latents`` given
+    ``evidence`` under ``model``, by ``method`` (already resolved)."""
+    kwargs = model_kwargs or {}
+    if method == "exact" or not latents:
+        return {}
+    if method == "enumeration":
+        return _enumerate(model, info, evidence, latents, rng_key, num_samples, model_args, kwargs)
+    inner = _inference_model(model, info, evidence, latents, model_args, kwargs)
+    with isolated():
+        if method in ("nuts", "gibbs"):
+            kernel = NUTS(inner)
+            if method == "gibbs":
+                kernel = DiscreteHMCGibbs(kernel, modified=True)
+            mcmc = MCMC(
+                kernel,
+                num_warmup=num_warmup,
+                num_samples=num_samples,
+                progress_bar=progress_bar,
+            )
+            mcmc.run(rng_key, *model_args, **kwargs)
+            samples = mcmc.get_samples()
+        else:  # svi
+            if guide is None:
+                dim = sum(int(np.prod(info[n].shape)) for n in latents)
+                guide = (AutoMultivariateNormal if dim <= _MVN_MAX_DIM else AutoNormal)(inner)
+            svi = SVI(inner, guide, optax.adam(svi_learning_rate), Trace_ELBO())
+            k_fit, k_draw = jax.random.split(rng_key)
+            result = svi.run(k_fit, svi_steps, *model_args, progress_bar=progress_bar, **kwargs)
+            if not np.isfinite(np.asarray(result.losses[-1])):
+                raise AbductionError(
+                    "SVI abduction diverged (non-finite ELBO); lower `svi_learning_rate` or "
+                    "use method='nuts'."
+                )
+            samples = guide.sample_posterior(
+                k_draw, result.params, *model_args, sample_shape=(num_samples,), **kwargs
+            )
+    return {n: samples[n] for n in latents}
+
+

@@ -1,0 +1,67 @@
+"""Per-family noise outsourcing: sample noise, apply, abduct.
+
+Every family of the design has a mechanism registered at import:
+
+=====================================  ==========================================
+family                                 mechanism
+=====================================  ==========================================
+Normal, Laplace, Logistic, Cauchy,     ``LocationScale``: ``x = loc + scale * u``
+Gumbel
+Exponential, HalfNormal, HalfCauchy    ``Scale``: ``x = scale * u``
+Uniform                                ``UniformRange``
+StudentT                               ``StandardT``: standard-t noise, fixed ``df``
+MultivariateNormal                     ``MultivariateGaussian``: ``x = loc + L u``
+TransformedDistribution (LogNormal)    the base family's, pushed through the transforms
+Bernoulli, Categorical                 ``GumbelMax`` (truncated-Gumbel abduction)
+Poisson, Binomial                      ``InverseCDF`` (uniform noise)
+Delta                                  ``NoNoise``
+=====================================  ==========================================
+
+Register another family with :func:`register`.
+"""
+
+from probcausal.mechanisms.base import (
+    Mechanism,
+    abduct,
+    apply,
+    is_exact,
+    mechanism_for,
+    noise_shape,
+    register,
+    registered,
+    sample_noise,
+)
+from probcausal.mechanisms.delta import NoNoise
+from probcausal.mechanisms.gumbel_max import GumbelMax, posterior_gumbels
+from probcausal.mechanisms.inverse_cdf import InverseCDF, discrete_icdf
+from probcausal.mechanisms.location_scale import (
+    LocationScale,
+    MultivariateGaussian,
+    Quantile,
+    Scale,
+    StandardT,
+    UniformRange,
+)
+
+__all__ = [
+    "GumbelMax",
+    "InverseCDF",
+    "LocationScale",
+    "Mechanism",
+    "MultivariateGaussian",
+    "NoNoise",
+    "Quantile",
+    "Scale",
+    "StandardT",
+    "UniformRange",
+    "abduct",
+    "apply",
+    "discrete_icdf",
+    "is_exact",
+    "mechanism_for",
+    "noise_shape",
+    "posterior_gumbels",
+    "register",
+    "registered",
+    "sample_noise",
+]

@@ -1,0 +1,108 @@
+"""Query results as ``arviz.InferenceData``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import arviz as az
+import numpy as np
+
+from probcausal.queries.counterfactual import CounterfactualResult
+
+__all__ = ["to_inference_data"]
+
+
+def _site_dims(name, info, world_dim_name, taken) -> list[str]:
+    """Dim names of a site's value: plate names for plate dims, else generic."""
+    if info is None:
+        return []
+    batch_nd = len(info.shape) - info.event_dim
+    plates = {dim: plate for plate, dim in info.plates}
+    dims = []
+    for i in range(len(info.shape)):
+        j = i - batch_nd
+        if i < batch_nd and j in plates:
+            d = plates[j]
+            d = f"{d}_plate" if d in taken or d == world_dim_name else d
+        elif i < batch_nd:
+            d = f"{name}_dim_{i}"
+        else:
+            d = f"{name}_event_{i - batch_nd}"
+        dims.append(d)
+    return dims
+
+
+def _unique(labels: Sequence[str]) -> list[str]:
+    out, seen = [], {}
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label}#{seen[label]}")
+    return out
+
+
+def to_inference_data(
+    result: Mapping, labels: Sequence[str] | None = None
+) -> az.InferenceData:
+    """Convert a query result into ``arviz.InferenceData``.
+
+    - ``posterior_predictive``: the query values, dims ``(chain, draw, world, ...)``
+      for counterfactual results (``world`` labelled ``factual``, ``do(h=2.0)``,
+      ...); plate dims are named after their plates;
+    - ``posterior``: abducted noise (``<site>_noise``) and inferred latent sites;
+    - ``observed_data``: the evidence.
+
+    A plain dict (from :func:`~probcausal.interventional`) goes to
+    ``posterior_predictive`` with dims ``(chain, draw, ...)``; if it carries a world
+    axis, pass its ``labels``.
+
+    Examples
+    --------
+    >>> import jax, numpyro, numpyro.distributions as dist
+    >>> import probcausal as pc
+    >>> def model():
+    ...     x = numpyro.sample("x", dist.Normal(0, 1))
+    ...     numpyro.sample("y", dist.Normal(x, 1))
+    >>> cf = pc.counterfactual(model, {"y": 1.0}, {"x": 0.0},
+    ...                        rng_key=jax.random.PRNGKey(0), num_samples=100)
+    >>> idata = pc.to_inference_data(cf)
+    >>> idata.posterior_predictive["y"].dims
+    ('chain', 'draw', 'world')
+    >>> idata.posterior_predictive["world"].values.tolist()
+    ['factual', 'do(x=0.0)']
+    """
+    if isinstance(result, CounterfactualResult):
+        taken = set(result.info)
+        world = "world" if "world" not in taken else "world_dim"
+
+        def dims_of(n):
+            return _site_dims(n, result.info.get(n), world, taken)
+
+        worlds = result.worlds()
+        groups = {
+            "posterior_predictive": az.dict_to_dataset(
+                {n: np.asarray(v)[None] for n, v in worlds.items()},
+                coords={world: _unique(result.labels)},
+                dims={n: [world] + dims_of(n) for n in worlds},
+            )
+        }
+        post = {f"{n}_noise": np.asarray(v)[None] for n, v in result.noise.items()}
+        post.update({n: np.asarray(v)[None] for n, v in result.latents.items()})
+        groups["posterior"] = az.dict_to_dataset(
+            post, dims={n: dims_of(n) for n in result.latents}
+        )
+        if result.evidence:
+            observed = {n: np.asarray(v) for n, v in result.evidence.items()}
+            groups["observed_data"] = az.dict_to_dataset(
+                observed,
+                default_dims=[],
+                dims={n: dims_of(n) for n, v in observed.items() if v.ndim == len(dims_of(n))},
+            )
+        return az.InferenceData(**groups)
+    pp = {n: np.asarray(v)[None] for n, v in result.items()}
+    coords, dims = None, None
+    if labels is not None:
+        coords = {"world": _unique(labels)}
+        dims = {n: ["world"] for n in pp}
+    return az.InferenceData(
+        posterior_predictive=az.dict_to_dataset(pp, coords=coords, dims=dims)
+    )
