@@ -249,7 +249,7 @@ def posterior_latents(
     model_kwargs=None,
     num_warmup: int = 500,
     svi_steps: int = 2000,
-    svi_learning_rate: float = 0.01,
+    svi_learning_rate: float = 0.05,
     guide: Callable | None = None,
     progress_bar: bool = False,
 ) -> dict[str, jax.Array]:
@@ -278,7 +278,9 @@ def posterior_latents(
             if guide is None:
                 dim = sum(int(np.prod(info[n].shape)) for n in latents)
                 guide = (AutoMultivariateNormal if dim <= _MVN_MAX_DIM else AutoNormal)(inner)
-            svi = SVI(inner, guide, optax.adam(svi_learning_rate), Trace_ELBO())
+            # decay the step size to zero so the variational parameters settle
+            schedule = optax.cosine_decay_schedule(svi_learning_rate, svi_steps)
+            svi = SVI(inner, guide, optax.adam(schedule), Trace_ELBO(num_particles=4))
             k_fit, k_draw = jax.random.split(rng_key)
             result = svi.run(k_fit, svi_steps, *model_args, progress_bar=progress_bar, **kwargs)
             if not np.isfinite(np.asarray(result.losses[-1])):

@@ -1,0 +1,208 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+
+import probcausal as pc
+from probcausal.errors import (
+    AbductionError,
+    EvidenceShapeError,
+    InterventionShapeError,
+    InvalidEvidenceError,
+    MissingMechanismError,
+    UnknownSiteError,
+)
+from tests.models import binary, encouragement, partial
+
+KEY = jax.random.PRNGKey(0)
+
+
+def test_encouragement_exact_in_every_sample():
+    cf = pc.counterfactual(
+        encouragement, {"x": 0.5, "h": 1.0, "y": 1.5}, {"h": 2.0}, rng_key=KEY, num_samples=500
+    )
+    assert cf.method == "exact"
+    assert cf["y"].shape == (500,)
+    np.testing.assert_allclose(cf["y"], 1.9, rtol=1e-6)
+    np.testing.assert_allclose(cf.factual["y"], 1.5)
+    assert cf.labels == ["factual", "do(h=2.0)"]
+
+
+def _check_partial(cf, n):
+    # posterior x | y=3 is N(1.2, 0.2); y' = 2 + (3 - 2x) ~ N(2.6, 0.8)
+    y = np.asarray(cf["y"])
+    mean_tol = 4 * np.sqrt(0.8 / n)
+    var_tol = 4 * 0.8 * np.sqrt(2 / (n - 1))
+    assert abs(y.mean() - 2.6) < mean_tol
+    assert abs(y.var() - 0.8) < var_tol
+    np.testing.assert_allclose(cf.factual["y"], 3.0)
+
+
+@pytest.mark.slow
+def test_partial_evidence_nuts():
+    n = 4000
+    cf = pc.counterfactual(partial, {"y": 3.0}, {"x": 1.0}, rng_key=KEY, num_samples=n,
+                           num_warmup=1000)
+    assert cf.method == "nuts"
+    # NUTS draws are autocorrelated: widen by an effective-size factor of 2
+    _check_partial(cf, n // 2)
+
+
+def test_partial_evidence_svi():
+    n = 4000
+    cf = pc.counterfactual(partial, {"y": 3.0}, {"x": 1.0}, rng_key=KEY, num_samples=n,
+                           method="svi", svi_steps=3000)
+    assert cf.method == "svi"
+    _check_partial(cf, n)
+
+
+def test_probability_of_necessity_binary_gumbel_max():
+    n = 20000
+    pn = pc.probability_of_necessity(binary, "x", "y", rng_key=KEY, num_samples=n)
+    assert abs(float(pn) - 0.7) < 4 * np.sqrt(0.21 / n)
+
+
+def test_same_key_same_answer_and_different_key_differs():
+    args = dict(rng_key=KEY, num_samples=200)
+    a = pc.counterfactual(binary, {"x": 1, "y": 1}, {"x": 0}, **args)["y"]
+    b = pc.counterfactual(binary, {"x": 1, "y": 1}, {"x": 0}, **args)["y"]
+    c = pc.counterfactual(binary, {"x": 1, "y": 1}, {"x": 0}, rng_key=jax.random.PRNGKey(1),
+                          num_samples=200)["y"]
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_list_of_actions_gives_world_axis():
+    cf = pc.counterfactual(
+        encouragement,
+        {"x": 0.5, "h": 1.0, "y": 1.5},
+        [{"h": 2.0}, {"h": 0.0}, {"x": 0.0}],
+        rng_key=KEY,
+        num_samples=3,
+    )
+    assert cf["y"].shape == (3, 3)
+    # y' = 0.7 x + 0.4 h + u_y with u_y = 1.5 - 0.35 - 0.4 = 0.75; do(x=0): h' = 1 - 0.25
+    np.testing.assert_allclose(cf["y"][0], [1.9, 1.1, 0.75 + 0.4 * 0.75], rtol=1e-5)
+    assert cf.worlds()["y"].shape == (3, 4, *())
+
+
+def test_unit_level_counterfactuals_100k_units_exact():
+    n = 100_000
+    k = jax.random.split(KEY, 3)
+    x = jax.random.normal(k[0], (n,))
+    h = 0.5 * x + jax.random.normal(k[1], (n,))
+    y = 0.7 * x + 0.4 * h + jax.random.normal(k[2], (n,))
+    cf = pc.counterfactual(
+        encouragement, {"x": x, "h": h, "y": y}, {"h": 2.0},
+        rng_key=KEY, num_samples=2, model_kwargs={"n": n},
+    )
+    assert cf["y"].shape == (2, n)
+    expected = y + 0.4 * (2.0 - h)
+    np.testing.assert_allclose(cf["y"][0], expected, atol=2e-5)
+    np.testing.assert_array_equal(cf["y"][0], cf["y"][1])
+
+
+def test_discrete_latent_by_enumeration_matches_bayes():
+    def model():
+        u = numpyro.sample("u", dist.Bernoulli(0.3))
+        x = numpyro.sample("x", dist.Bernoulli(0.2 + 0.6 * u))
+        return numpyro.sample("y", dist.Normal(x + 2.0 * u, 0.5))
+
+    n = 20000
+    cf = pc.counterfactual(model, {"x": 1, "y": 2.5}, {"x": 0}, rng_key=KEY, num_samples=n)
+    assert cf.method == "enumeration"
+    like = lambda u: (0.2 + 0.6 * u) * np.exp(-0.5 * ((2.5 - 1 - 2 * u) / 0.5) ** 2)
+    post_u1 = 0.3 * like(1) / (0.3 * like(1) + 0.7 * like(0))
+    u = np.asarray(cf.latents["u"])
+    assert abs(u.mean() - post_u1) < 4 * np.sqrt(post_u1 * (1 - post_u1) / n)
+    # y' = y - 1 exactly (additive noise, x: 1 -> 0)
+    np.testing.assert_allclose(cf["y"], 1.5, rtol=1e-6)
+
+
+def test_enumeration_over_unit_plate_is_per_unit():
+    def model(n=3):
+        with numpyro.plate("units", n):
+            u = numpyro.sample("u", dist.Bernoulli(0.5))
+            return numpyro.sample("y", dist.Normal(4.0 * u, 0.5))
+
+    cf = pc.counterfactual(model, {"y": jnp.array([0.1, 3.9, 2.0])}, {"u": 1},
+                           rng_key=KEY, num_samples=4000)
+    u = np.asarray(cf.latents["u"]).mean(0)
+    np.testing.assert_allclose(u[:2], [0.0, 1.0], atol=1e-3)
+    assert abs(u[2] - 0.5) < 4 * np.sqrt(0.25 / 4000)
+
+
+@pytest.mark.slow
+def test_mixed_latents_by_gibbs():
+    def model():
+        z = numpyro.sample("z", dist.Normal(0, 1))
+        u = numpyro.sample("u", dist.Bernoulli(0.5))
+        return numpyro.sample("y", dist.Normal(z + 3.0 * u, 0.3))
+
+    cf = pc.counterfactual(model, {"y": 3.2}, {"u": 0}, rng_key=KEY, num_samples=2000,
+                           num_warmup=500)
+    assert cf.method == "gibbs"
+    # posterior mass of u=1 is ~0.94; y' = y - 3 u
+    y = np.asarray(cf["y"])
+    assert abs(np.mean(y) - (3.2 - 3 * np.asarray(cf.latents["u"]).mean())) < 1e-4
+
+
+def test_deterministic_and_model_observed_sites():
+    def model(y_obs=None):
+        x = numpyro.sample("x", dist.Normal(0, 1))
+        d = numpyro.deterministic("d", 2 * x)
+        return numpyro.sample("y", dist.Normal(d, 1), obs=y_obs)
+
+    cf = pc.counterfactual(model, {"x": 1.0}, {"x": 0.0}, rng_key=KEY, num_samples=2,
+                           model_kwargs={"y_obs": jnp.array(2.5)})
+    np.testing.assert_allclose(cf["y"], 0.5, rtol=1e-6)
+
+
+# -- bad input ---------------------------------------------------------------------------
+
+
+def test_unknown_evidence_site():
+    with pytest.raises(UnknownSiteError, match=r"evidence name\(s\) \['z'\].*\['h', 'x', 'y'\]"):
+        pc.counterfactual(encouragement, {"z": 1.0}, {"h": 1.0}, rng_key=KEY)
+
+
+def test_unknown_action_site():
+    with pytest.raises(UnknownSiteError, match=r"intervention name\(s\) \['hh'\]"):
+        pc.counterfactual(encouragement, {"x": 1.0}, {"hh": 1.0}, rng_key=KEY)
+
+
+def test_evidence_of_wrong_shape():
+    with pytest.raises(EvidenceShapeError, match=r"site 'y' has shape \(3,\).*shape \(5,\)"):
+        pc.counterfactual(encouragement, {"y": jnp.zeros(3)}, {"h": 1.0}, rng_key=KEY,
+                          model_kwargs={"n": 5})
+
+
+def test_intervention_with_mismatched_plate_size():
+    with pytest.raises(InterventionShapeError, match=r"site 'h' inside plate\(s\) 'units' \(size 5"):
+        pc.counterfactual(encouragement, {"y": jnp.zeros(5)}, {"h": jnp.ones(3)}, rng_key=KEY,
+                          model_kwargs={"n": 5})
+
+
+def test_family_without_mechanism():
+    def model():
+        x = numpyro.sample("x", dist.Gamma(2.0, 1.0))
+        return numpyro.sample("y", dist.Normal(x, 1.0))
+
+    with pytest.raises(MissingMechanismError, match=r"site 'x' uses .*Gamma.*register"):
+        pc.counterfactual(model, {"x": 1.0, "y": 1.0}, {"x": 2.0}, rng_key=KEY)
+
+
+def test_nan_evidence():
+    with pytest.raises(InvalidEvidenceError, match=r"site 'y' holds 1 NaN.*unobserved"):
+        pc.counterfactual(encouragement, {"y": float("nan")}, {"h": 1.0}, rng_key=KEY)
+
+
+def test_engine_that_cannot_handle_discrete_latents():
+    with pytest.raises(AbductionError, match=r"discrete latent site\(s\) \['x'\]"):
+        pc.counterfactual(binary, {"y": 1}, {"x": 0}, rng_key=KEY, method="nuts")
+    with pytest.raises(AbductionError, match=r"method='exact'.*\['x'\] are latent"):
+        pc.counterfactual(binary, {"y": 1}, {"x": 0}, rng_key=KEY, method="exact")
+    with pytest.raises(ValueError, match="unknown abduction method"):
+        pc.counterfactual(binary, {"y": 1}, {"x": 0}, rng_key=KEY, method="magic")

@@ -1,0 +1,64 @@
+import arviz as az
+import jax
+import jax.numpy as jnp
+import matplotlib
+import numpyro
+import numpyro.distributions as dist
+
+import probcausal as pc
+from tests.models import encouragement, partial
+
+matplotlib.use("Agg")
+KEY = jax.random.PRNGKey(0)
+
+
+def test_counterfactual_round_trip_dims_and_coords():
+    cf = pc.counterfactual(
+        encouragement,
+        {"y": jnp.array([1.0, 2.0, 3.0])},
+        [{"h": 2.0}, {"h": 0.0}],
+        rng_key=KEY,
+        num_samples=50,
+        model_kwargs={"n": 3},
+        method="svi",
+        svi_steps=200,
+    )
+    idata = pc.to_inference_data(cf)
+    pp = idata.posterior_predictive
+    assert pp["y"].dims == ("chain", "draw", "world", "units")
+    assert pp["world"].values.tolist() == ["factual", "do(h=2.0)", "do(h=0.0)"]
+    assert pp["y"].shape == (1, 50, 3, 3)
+    assert set(idata.posterior.data_vars) >= {"x", "h", "x_noise", "y_noise"}
+    assert idata.observed_data["y"].dims == ("units",)
+    # no variable shares its name with a dim
+    for group in ("posterior", "posterior_predictive", "observed_data"):
+        ds = idata[group]
+        assert not set(ds.data_vars) & set(ds.dims)
+
+
+def test_summary_and_plot_work_directly():
+    cf = pc.counterfactual(partial, {"y": 3.0}, {"x": 1.0}, rng_key=KEY, num_samples=200,
+                           method="svi", svi_steps=300)
+    idata = pc.to_inference_data(cf)
+    summary = az.summary(idata, group="posterior_predictive", var_names=["y"], kind="stats")
+    assert "y[factual]" in summary.index and "y[do(x=1.0)]" in summary.index
+    axes = az.plot_posterior(idata, group="posterior_predictive", var_names=["y"])
+    assert len(axes.ravel()) == 2
+
+
+def test_interventional_dict_converts():
+    s = pc.interventional(encouragement, [{"h": 0.0}, {"h": 1.0}], rng_key=KEY, num_samples=20)
+    idata = pc.to_inference_data(s, labels=["do(h=0)", "do(h=1)"])
+    assert idata.posterior_predictive["y"].dims == ("chain", "draw", "world")
+
+
+def test_site_named_like_a_plate_does_not_clash():
+    def model():
+        with numpyro.plate("units", 2):
+            x = numpyro.sample("units", dist.Normal(0, 1))
+            numpyro.sample("y", dist.Normal(x, 1))
+
+    cf = pc.counterfactual(model, {"units": jnp.zeros(2), "y": jnp.ones(2)}, {"units": 1.0},
+                           rng_key=KEY, num_samples=5)
+    idata = pc.to_inference_data(cf)
+    assert idata.posterior_predictive["y"].dims == ("chain", "draw", "world", "units_plate")
