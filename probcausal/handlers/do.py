@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from numpyro.primitives import Messenger
@@ -44,9 +45,9 @@ def action_label(actions: Mapping[str, Any]) -> str:
         elif callable(a):
             txt = getattr(a, "__name__", type(a).__name__)
         else:
-            arr = jnp.asarray(a)
+            arr = np.asarray(a)
             txt = f"{arr.item():g}" if arr.size == 1 else f"array{tuple(arr.shape)}"
-            if arr.size == 1 and jnp.issubdtype(arr.dtype, jnp.floating) and "." not in txt:
+            if arr.size == 1 and np.issubdtype(arr.dtype, np.floating) and "." not in txt:
                 txt = txt + ".0" if "e" not in txt and "n" not in txt else txt
         parts.append(f"{name}={txt}")
     return "do(" + ", ".join(parts) + ")"

@@ -23,7 +23,7 @@ from probcausal.handlers import MultiWorld, do
 from probcausal.handlers.observe import check_finite
 from probcausal.infer.abduction import SiteInfo, model_info
 
-__all__ = ["compiled", "info_for", "split_static", "validate"]
+__all__ = ["compiled", "info_for", "signature", "split_static", "validate"]
 
 _CACHE: OrderedDict = OrderedDict()
 _CACHE_SIZE = 256
@@ -64,6 +64,12 @@ def split_static(tree, numbers_dynamic: bool):
     return dyn, (treedef, tuple(static)), rebuild
 
 
+def signature(tree) -> tuple:
+    """A hashable description of a pytree of arrays: structure, shapes and dtypes."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return treedef, tuple((np.shape(x), str(getattr(x, "dtype", type(x)))) for x in leaves)
+
+
 def compiled(key, build: Callable[[], Callable]) -> Callable:
     """The cached program for ``key``, built and jitted on a miss."""
     try:
@@ -100,8 +106,17 @@ def info_for(model, args, kwargs) -> dict[str, SiteInfo]:
     return info
 
 
-def validate(info: Mapping[str, SiteInfo], evidence: Mapping, actions: Sequence[Mapping]):
-    """Eager checks of evidence and actions against the model's sites."""
+def validate(
+    info: Mapping[str, SiteInfo],
+    evidence: Mapping,
+    actions: Sequence[Mapping],
+    finite: bool = True,
+):
+    """Eager checks of evidence and actions against the model's sites.
+
+    ``finite=False`` leaves the NaN/inf check to the caller (queries fuse it into
+    their compiled program, which reads the evidence anyway).
+    """
     unknown = set(evidence) - set(info)
     if unknown:
         raise UnknownSiteError("evidence", unknown, info)
@@ -109,7 +124,8 @@ def validate(info: Mapping[str, SiteInfo], evidence: Mapping, actions: Sequence[
         unknown = set(a) - set(info)
         if unknown:
             raise UnknownSiteError("intervention", unknown, info)
-    check_finite(evidence)
+    if finite:
+        check_finite(evidence)
     out = {}
     for name, value in evidence.items():
         value = jnp.asarray(value)

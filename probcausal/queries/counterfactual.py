@@ -9,10 +9,12 @@ import jax
 import jax.numpy as jnp
 
 from probcausal.handlers.do import action_label
+from probcausal.handlers.observe import any_nonfinite, check_finite
 from probcausal.infer.abduction import choose_method, latent_ancestors, posterior_latents
 from probcausal.queries._program import (
     compiled,
     info_for,
+    signature,
     split_static,
     validate,
     world_program,
@@ -36,14 +38,37 @@ class CounterfactualResult(dict):
     - ``info``: site -> :class:`~probcausal.infer.SiteInfo` (shapes, plates).
     """
 
-    factual: dict
     labels: list
-    noise: dict
     latents: dict
     evidence: dict
     method: str
     single: bool
     info: dict
+
+    def __init__(self, values, *, factual_unobserved, noise_fn, num_samples, **context):
+        super().__init__(values)
+        self._factual_unobserved = factual_unobserved
+        self._noise_fn = noise_fn
+        self._noise = None
+        self._num_samples = num_samples
+        for name, value in context.items():
+            setattr(self, name, value)
+
+    @property
+    def factual(self) -> dict:
+        """site -> ``(num_samples, *site_shape)``: the factual world."""
+        out = dict(self._factual_unobserved)
+        for name, value in self.evidence.items():
+            out[name] = jnp.broadcast_to(value, (self._num_samples,) + self.info[name].shape)
+        return {n: out[n] for n in self}
+
+    @property
+    def noise(self) -> dict:
+        """site -> abducted exogenous noise ``(num_samples, ...)`` (computed on first
+        access by the same program and key, so it is the noise behind the values)."""
+        if self._noise is None:
+            self._noise = self._noise_fn()
+        return self._noise
 
     def worlds(self) -> dict:
         """site -> ``(num_samples, num_worlds + 1, *shape)``, world 0 factual."""
@@ -118,11 +143,14 @@ def counterfactual(
     single = isinstance(actions, Mapping)
     action_list = [dict(actions)] if single else [dict(a) for a in actions]
     info = info_for(model, args, kwargs)
-    evidence = validate(info, dict(evidence), action_list)
+    evidence = validate(info, dict(evidence), action_list, finite=False)
 
     latents = latent_ancestors(info, evidence)
     method = choose_method(info, latents, method)
-    k_post, k_world = jax.random.split(rng_key)
+    if latents:  # fail before inference; the exact path checks inside its program
+        check_finite(evidence)
+    # split only when an engine needs its own key: a split is an eager dispatch
+    k_post, k_world = jax.random.split(rng_key) if latents else (None, rng_key)
     latent_values = posterior_latents(
         model,
         info,
@@ -144,42 +172,50 @@ def counterfactual(
     world_dim = -1 - max_depth
     act_dyn, act_key, act_rebuild = split_static(action_list, numbers_dynamic=True)
     arg_dyn, arg_key, arg_rebuild = split_static((args, kwargs), numbers_dynamic=False)
-    shapes = lambda tree: jax.tree_util.tree_map(lambda a: (a.shape, str(a.dtype)), tree)
-    cache_key = (
+    base_key = (
         "counterfactual",
         model,
         act_key,
         arg_key,
-        shapes((evidence, latent_values, act_dyn, arg_dyn)),
+        signature((evidence, latent_values, act_dyn, arg_dyn)),
         runs,
+        num_samples,
+        single,
     )
 
-    def build():
+    def build(with_noise: bool):
         one = world_program(model, info, world_dim, arg_rebuild, act_rebuild, len(action_list))
         lat_axis = 0 if latent_values else None
 
         def batched(key, ev, lat, act, argl):
             keys = jax.random.split(key, runs)
-            return jax.vmap(one, in_axes=(0, None, lat_axis, None, None))(keys, ev, lat, act, argl)
+            values, noise = jax.vmap(one, in_axes=(0, None, lat_axis, None, None))(
+                keys, ev, lat, act, argl
+            )
+            grow = lambda a: jnp.broadcast_to(a, (num_samples,) + a.shape[1:])
+            if with_noise:
+                return jax.tree_util.tree_map(grow, noise)
+            values = jax.tree_util.tree_map(grow, values)
+            cf = {n: (v[:, 1] if single else v[:, 1:]) for n, v in values.items()}
+            factual = {n: v[:, 0] for n, v in values.items() if n not in ev}
+            return cf, factual, any_nonfinite(ev)
 
         return batched
 
-    program = compiled(cache_key, build)
-    values, noise = program(k_world, evidence, latent_values, act_dyn, arg_dyn)
-    if runs != num_samples:
-        grow = lambda a: jnp.broadcast_to(a, (num_samples,) + a.shape[1:])
-        values = jax.tree_util.tree_map(grow, values)
-        noise = jax.tree_util.tree_map(grow, noise)
-
-    result = CounterfactualResult(
-        {n: (v[:, 1] if single else v[:, 1:]) for n, v in values.items()}
+    inputs = (k_world, evidence, latent_values, act_dyn, arg_dyn)
+    program = compiled(base_key + (False,), lambda: build(False))
+    cf, factual, bad = program(*inputs)
+    if bool(bad):
+        check_finite(evidence)  # names the site and counts the bad values
+    return CounterfactualResult(
+        cf,
+        factual_unobserved=factual,
+        noise_fn=lambda: compiled(base_key + (True,), lambda: build(True))(*inputs),
+        num_samples=num_samples,
+        labels=["factual"] + [action_label(a) for a in action_list],
+        latents=latent_values,
+        evidence=evidence,
+        method=method,
+        single=single,
+        info=info,
     )
-    result.factual = {n: v[:, 0] for n, v in values.items()}
-    result.labels = ["factual"] + [action_label(a) for a in action_list]
-    result.noise = noise
-    result.latents = latent_values
-    result.evidence = evidence
-    result.method = method
-    result.single = single
-    result.info = info
-    return result

@@ -12,7 +12,7 @@ from probcausal.queries.counterfactual import CounterfactualResult
 __all__ = ["to_inference_data"]
 
 
-def _site_dims(name, info, world_dim_name, taken) -> list[str]:
+def _site_dims(name, info, world_dim_name) -> list[str]:
     """Dim names of a site's value: plate names for plate dims, else generic."""
     if info is None:
         return []
@@ -23,7 +23,7 @@ def _site_dims(name, info, world_dim_name, taken) -> list[str]:
         j = i - batch_nd
         if i < batch_nd and j in plates:
             d = plates[j]
-            d = f"{d}_plate" if d in taken or d == world_dim_name else d
+            d = f"{d}_plate" if d == world_dim_name else d
         elif i < batch_nd:
             d = f"{name}_dim_{i}"
         else:
@@ -71,11 +71,10 @@ def to_inference_data(
     ['factual', 'do(x=0.0)']
     """
     if isinstance(result, CounterfactualResult):
-        taken = set(result.info)
-        world = "world" if "world" not in taken else "world_dim"
+        world = "world" if "world" not in result.info else "world_dim"
 
         def dims_of(n):
-            return _site_dims(n, result.info.get(n), world, taken)
+            return _site_dims(n, result.info.get(n), world)
 
         worlds = result.worlds()
         groups = {

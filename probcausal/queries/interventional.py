@@ -8,7 +8,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from probcausal.queries._program import compiled, info_for, plain_program, split_static, validate
+from probcausal.queries._program import (
+    compiled,
+    info_for,
+    plain_program,
+    signature,
+    split_static,
+    validate,
+)
 
 __all__ = ["interventional"]
 
@@ -57,8 +64,14 @@ def interventional(
     outs = []
     for a in action_list:
         act_dyn, act_key, act_rebuild = split_static(a, numbers_dynamic=True)
-        shapes = jax.tree_util.tree_map(lambda x: (x.shape, str(x.dtype)), (act_dyn, arg_dyn))
-        cache_key = ("interventional", model, act_key, arg_key, shapes, num_samples)
+        cache_key = (
+            "interventional",
+            model,
+            act_key,
+            arg_key,
+            signature((act_dyn, arg_dyn)),
+            num_samples,
+        )
 
         def build(act_rebuild=act_rebuild):
             one = plain_program(model, arg_rebuild, act_rebuild)

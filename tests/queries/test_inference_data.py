@@ -52,13 +52,23 @@ def test_interventional_dict_converts():
     assert idata.posterior_predictive["y"].dims == ("chain", "draw", "world")
 
 
-def test_site_named_like_a_plate_does_not_clash():
-    def model():
-        with numpyro.plate("units", 2):
-            x = numpyro.sample("units", dist.Normal(0, 1))
+def test_names_that_collide_with_the_world_dim_are_renamed():
+    def plate_world():
+        with numpyro.plate("world", 2):
+            x = numpyro.sample("x", dist.Normal(0, 1))
             numpyro.sample("y", dist.Normal(x, 1))
 
-    cf = pc.counterfactual(model, {"units": jnp.zeros(2), "y": jnp.ones(2)}, {"units": 1.0},
+    cf = pc.counterfactual(plate_world, {"x": jnp.zeros(2), "y": jnp.ones(2)}, {"x": 1.0},
                            rng_key=KEY, num_samples=5)
-    idata = pc.to_inference_data(cf)
-    assert idata.posterior_predictive["y"].dims == ("chain", "draw", "world", "units_plate")
+    dims = pc.to_inference_data(cf).posterior_predictive["y"].dims
+    assert dims == ("chain", "draw", "world", "world_plate")
+
+    def site_world():
+        w = numpyro.sample("world", dist.Normal(0, 1))
+        numpyro.sample("y", dist.Normal(w, 1))
+
+    cf = pc.counterfactual(site_world, {"world": 0.0, "y": 1.0}, {"world": 1.0},
+                           rng_key=KEY, num_samples=5)
+    pp = pc.to_inference_data(cf).posterior_predictive
+    assert pp["y"].dims == ("chain", "draw", "world_dim")
+    assert "world" in pp.data_vars
