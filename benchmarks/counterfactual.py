@@ -84,7 +84,8 @@ def main(argv=None):
         hw_first, hw_steady = timed(hand, args.repeats)
         print(
             f"{n:>9,} | {pc_first * 1e3:>7.1f}ms | {hw_first * 1e3:>8.1f}ms | "
-            f"{pc_steady * 1e3:>8.3f}ms | {hw_steady * 1e3:>9.3f}ms | {pc_steady / hw_steady:>5.2f}x"
+            f"{pc_steady * 1e3:>8.3f}ms | {hw_steady * 1e3:>9.3f}ms | "
+            f"{pc_steady / hw_steady:>5.2f}x"
         )
 
 

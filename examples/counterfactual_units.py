@@ -35,22 +35,26 @@ def latent_class():
 def main():
     key = jax.random.PRNGKey(0)
     n = 100_000
-    data = pc.interventional(encouragement, {}, rng_key=key, num_samples=1,
-                             model_kwargs={"n": n})
+    data = pc.interventional(encouragement, {}, rng_key=key, num_samples=1, model_kwargs={"n": n})
     ev = {k: v[0] for k, v in data.items()}
-    cf = pc.counterfactual(encouragement, ev, {"h": 2.0}, rng_key=key, num_samples=1,
-                           model_kwargs={"n": n})
+    cf = pc.counterfactual(
+        encouragement, ev, {"h": 2.0}, rng_key=key, num_samples=1, model_kwargs={"n": n}
+    )
     err = jnp.abs(cf["y"][0] - (ev["y"] + 0.4 * (2.0 - ev["h"]))).max()
     print(f"{n} unit-level counterfactuals, max error vs closed form: {float(err):.2e}")
 
     for method in ("nuts", "svi"):
-        cf = pc.counterfactual(partial, {"y": 3.0}, {"x": 1.0}, rng_key=key, num_samples=2000,
-                               method=method)
-        print(f"{method}: y_(x=1) | y=3 ~ mean {float(cf['y'].mean()):.2f}, "
-              f"var {float(cf['y'].var()):.2f} (exact N(2.6, 0.8))")
+        cf = pc.counterfactual(
+            partial, {"y": 3.0}, {"x": 1.0}, rng_key=key, num_samples=2000, method=method
+        )
+        print(
+            f"{method}: y_(x=1) | y=3 ~ mean {float(cf['y'].mean()):.2f}, "
+            f"var {float(cf['y'].var()):.2f} (exact N(2.6, 0.8))"
+        )
 
-    cf = pc.counterfactual(latent_class, {"x": 1, "y": 2.5}, {"x": 0}, rng_key=key,
-                           num_samples=2000)
+    cf = pc.counterfactual(
+        latent_class, {"x": 1, "y": 2.5}, {"x": 0}, rng_key=key, num_samples=2000
+    )
     print(f"{cf.method}: P(u=1 | x=1, y=2.5) = {float(cf.latents['u'].mean()):.3f}")
 
 

@@ -25,8 +25,11 @@ def main():
     print(f"CATE | z=1 = {float(pc.cate(training, 't', 'y', {'z': 1.0}, 1, 0, **kw)):.3f}  (2.8)")
     print(f"ETT  = {float(pc.ett(training, 't', 'y', 1, 0, **kw)):.3f}  (2.3 + 0.5 E[z | t=1])")
     fx = pc.mediation(training, "t", "m", "y", 1, 0, **kw)
-    print("mediation:", {k: round(float(v), 3) for k, v in fx.items()},
-          "(nde 0.3, nie 2.0, total 2.3)")
+    print(
+        "mediation:",
+        {k: round(float(v), 3) for k, v in fx.items()},
+        "(nde 0.3, nie 2.0, total 2.3)",
+    )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,9 @@ def main():
     soft = pc.interventional(model, {"t": dist.Normal(3.0, 0.1)}, rng_key=key, num_samples=200)
     print(f"E[y | do(t ~ N(3, 0.1))] = {float(soft['y'].mean()):.3f} (4.5)")
 
-    per_unit = pc.interventional(model, {"t": jnp.linspace(-1, 1, 500)}, rng_key=key,
-                                 num_samples=200)
+    per_unit = pc.interventional(
+        model, {"t": jnp.linspace(-1, 1, 500)}, rng_key=key, num_samples=200
+    )
     print("per-unit doses, y shape:", per_unit["y"].shape)
 
 

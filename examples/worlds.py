@@ -24,8 +24,13 @@ def main():
     print("TwinWorld y [factual, do(x=0)]:", tr["y"]["value"].tolist())
 
     def nested():
-        with pc.MultiWorld() as _, pc.do(actions={"x": 0.0}), pc.do(actions={"x": 1.0}), \
-                pc.do(actions={"x": 1.0, "m": pc.WorldValue(1)}), condition(data=evidence):
+        with (
+            pc.MultiWorld() as _,
+            pc.do(actions={"x": 0.0}),
+            pc.do(actions={"x": 1.0}),
+            pc.do(actions={"x": 1.0, "m": pc.WorldValue(1)}),
+            condition(data=evidence),
+        ):
             return model()
 
     y = seed(nested, 0)()

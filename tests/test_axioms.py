@@ -27,11 +27,7 @@ def scms(draw):
     spec = []
     for i in range(d):
         kind = draw(st.sampled_from(KINDS))
-        parents = [
-            (j, draw(st.floats(-1.5, 1.5)))
-            for j in range(i)
-            if draw(st.booleans())
-        ]
+        parents = [(j, draw(st.floats(-1.5, 1.5))) for j in range(i) if draw(st.booleans())]
         spec.append((kind, tuple(parents), draw(st.floats(-1.0, 1.0))))
     return tuple(spec)
 
@@ -57,8 +53,12 @@ def make_model(spec):
 
 
 def value_for(kind, u):
-    return {"normal": 2.0 * u - 1.0, "bernoulli": int(u > 0.5), "categorical": int(3 * u) % 3,
-            "poisson": int(4 * u)}[kind]
+    return {
+        "normal": 2.0 * u - 1.0,
+        "bernoulli": int(u > 0.5),
+        "categorical": int(3 * u) % 3,
+        "poisson": int(4 * u),
+    }[kind]
 
 
 def close(a, b):
@@ -84,8 +84,7 @@ def test_counterfactual_axioms(spec, data):
         {X: x, Y: pc.WorldValue(3)},  # 4: reversibility
         {X: ev[X]},  # 5: intervening with the factual value
     ]
-    cf = pc.counterfactual(model, ev, actions, rng_key=jax.random.PRNGKey(seed_),
-                           num_samples=16)
+    cf = pc.counterfactual(model, ev, actions, rng_key=jax.random.PRNGKey(seed_), num_samples=16)
     # the factual world is the evidence
     for n in names:
         assert close(cf.factual[n], jnp.broadcast_to(ev[n], cf.factual[n].shape))
@@ -125,8 +124,9 @@ def test_factual_world_of_twin_model_is_the_model(spec, seed_):
     its draw is the model's ancestral draw from the same mechanisms and noise."""
     model = make_model(spec)
     names = [f"v{i}" for i in range(len(spec))]
-    twin = trace(seed(pc.TwinWorld(pc.do(model, {names[0]: value_for(spec[0][0], 0.3)})),
-                      seed_)).get_trace()
+    twin = trace(
+        seed(pc.TwinWorld(pc.do(model, {names[0]: value_for(spec[0][0], 0.3)})), seed_)
+    ).get_trace()
     noise = {n: twin[n]["infer"]["noise"] for n in names}
     # re-running the plain model through the mechanisms with that noise gives world 0
     from probcausal import mechanisms

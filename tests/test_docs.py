@@ -31,17 +31,24 @@ def test_docs_have_code():
 
 @pytest.mark.parametrize(
     "example",
-    [
-        e if e.name in FAST_EXAMPLES else pytest.param(e, marks=pytest.mark.slow)
-        for e in EXAMPLES
-    ],
+    [e if e.name in FAST_EXAMPLES else pytest.param(e, marks=pytest.mark.slow) for e in EXAMPLES],
     ids=lambda p: p.name,
 )
 def test_example_runs(example, tmp_path):
-    env = {**os.environ, "PROBCAUSAL_OUT": str(tmp_path), "MPLBACKEND": "Agg",
-           "JAX_PLATFORMS": "cpu"}
-    done = subprocess.run([sys.executable, str(example)], env=env, capture_output=True,
-                          text=True, timeout=600, cwd=ROOT)
+    env = {
+        **os.environ,
+        "PROBCAUSAL_OUT": str(tmp_path),
+        "MPLBACKEND": "Agg",
+        "JAX_PLATFORMS": "cpu",
+    }
+    done = subprocess.run(
+        [sys.executable, str(example)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip()
     if example.name == "quickstart.py":

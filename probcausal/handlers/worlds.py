@@ -70,7 +70,9 @@ class _Worlds(WorldHandler):
         noise: Mapping[str, Any] | None = None,
     ):
         if world_dim is not None and world_dim >= 0:
-            raise ValueError(f"`world_dim` must be negative (counted from the right), got {world_dim}")
+            raise ValueError(
+                f"`world_dim` must be negative (counted from the right), got {world_dim}"
+            )
         self.world_dim = world_dim
         self.noise = dict(noise or {})
         self._call_dim: int | None = None

@@ -182,7 +182,9 @@ def _inference_model(model, info, evidence, latents, args, kwargs):
     and masked: they do not touch the evidence, so the posterior of ``latents`` is
     unchanged, and discrete ones no longer block gradient-based engines.
     """
-    others = [n for n, s in info.items() if not s.observed and n not in evidence and n not in latents]
+    others = [
+        n for n, s in info.items() if not s.observed and n not in evidence and n not in latents
+    ]
     frozen = {}
     if others:
         with isolated():
@@ -217,7 +219,9 @@ def _enumerate(model, info, evidence, latents, key, num_samples, args, kwargs):
     inner = _inference_model(model, info, evidence, latents, args, kwargs)
 
     def log_joint(config):
-        values = {n: jnp.broadcast_to(config[i], batch).astype(jnp.int32) for i, n in enumerate(latents)}
+        values = {
+            n: jnp.broadcast_to(config[i], batch).astype(jnp.int32) for i, n in enumerate(latents)
+        }
         tr = trace(seed(substitute(inner, values), 0)).get_trace(*args, **kwargs)
         total = jnp.zeros(batch)
         for site in tr.values():
@@ -292,5 +296,3 @@ def posterior_latents(
                 k_draw, result.params, *model_args, sample_shape=(num_samples,), **kwargs
             )
     return {n: samples[n] for n in latents}
-
-

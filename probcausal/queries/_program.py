@@ -172,9 +172,7 @@ def world_program(model, info, world_dim, args_rebuild, actions_rebuild, num_act
                 return condition(substitute(model, latents), evidence)(*args, **kwargs)
 
         tr = trace(seed(run, key)).get_trace()
-        values = {
-            n: world_stack(tr[n]["value"], info[n], world_dim, num_actions + 1) for n in info
-        }
+        values = {n: world_stack(tr[n]["value"], info[n], world_dim, num_actions + 1) for n in info}
         noise = {n: tr[n]["infer"]["noise"] for n in info}
         return values, noise
 
@@ -195,5 +193,3 @@ def plain_program(model, args_rebuild, actions_rebuild):
         }
 
     return one
-
-

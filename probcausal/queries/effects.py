@@ -233,7 +233,7 @@ def mediation(
     }
 
 
-def _binary_query(model, treatment, outcome, evidence, actions, event, **kw):
+def _binary_query(model, outcome, evidence, actions, event, **kw):
     cf = counterfactual(model, evidence, actions, **kw)
     return jnp.mean(event(cf[outcome]))
 
@@ -272,7 +272,6 @@ def probability_of_necessity(
     ev = {treatment: treated, outcome: outcome_value, **dict(evidence or {})}
     return _binary_query(
         model,
-        treatment,
         outcome,
         ev,
         {treatment: control},
@@ -307,7 +306,6 @@ def probability_of_sufficiency(
     ev = {treatment: control, outcome: 1 - outcome_value, **dict(evidence or {})}
     return _binary_query(
         model,
-        treatment,
         outcome,
         ev,
         {treatment: treated},

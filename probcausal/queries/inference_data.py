@@ -40,9 +40,7 @@ def _unique(labels: Sequence[str]) -> list[str]:
     return out
 
 
-def to_inference_data(
-    result: Mapping, labels: Sequence[str] | None = None
-) -> az.InferenceData:
+def to_inference_data(result: Mapping, labels: Sequence[str] | None = None) -> az.InferenceData:
     """Convert a query result into ``arviz.InferenceData``.
 
     - ``posterior_predictive``: the query values, dims ``(chain, draw, world, ...)``
@@ -86,9 +84,7 @@ def to_inference_data(
         }
         post = {f"{n}_noise": np.asarray(v)[None] for n, v in result.noise.items()}
         post.update({n: np.asarray(v)[None] for n, v in result.latents.items()})
-        groups["posterior"] = az.dict_to_dataset(
-            post, dims={n: dims_of(n) for n in result.latents}
-        )
+        groups["posterior"] = az.dict_to_dataset(post, dims={n: dims_of(n) for n in result.latents})
         if result.evidence:
             observed = {n: np.asarray(v) for n, v in result.evidence.items()}
             groups["observed_data"] = az.dict_to_dataset(
@@ -102,6 +98,4 @@ def to_inference_data(
     if labels is not None:
         coords = {"world": _unique(labels)}
         dims = {n: ["world"] for n in pp}
-    return az.InferenceData(
-        posterior_predictive=az.dict_to_dataset(pp, coords=coords, dims=dims)
-    )
+    return az.InferenceData(posterior_predictive=az.dict_to_dataset(pp, coords=coords, dims=dims))

@@ -86,7 +86,12 @@ def interventional(
     if single:
         return outs[0]
     return {
-        n: jnp.stack([jnp.broadcast_to(o[n], jnp.broadcast_shapes(*(p[n].shape for p in outs)))
-                      for o in outs], axis=1)
+        n: jnp.stack(
+            [
+                jnp.broadcast_to(o[n], jnp.broadcast_shapes(*(p[n].shape for p in outs)))
+                for o in outs
+            ],
+            axis=1,
+        )
         for n in outs[0]
     }

@@ -45,8 +45,9 @@ def test_intervening_with_the_factual_value_changes_nothing():
 
 def test_batched_values_broadcast_like_batch_dims():
     hs = jnp.array([0.0, 1.0, 2.0])
-    s = pc.interventional(encouragement, {"h": hs}, rng_key=jax.random.PRNGKey(0),
-                          num_samples=20000)
+    s = pc.interventional(
+        encouragement, {"h": hs}, rng_key=jax.random.PRNGKey(0), num_samples=20000
+    )
     assert s["y"].shape == (20000, 3)
     # E[y | do(h)] = 0.4 h; sd of y given h is sqrt(0.49 + 1)
     tol = 4 * np.sqrt(1.49 / 20000)

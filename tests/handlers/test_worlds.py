@@ -85,8 +85,9 @@ def test_counterfactual_world_of_linear_model_is_exact():
 
 def test_substituted_factual_values_are_abducted():
     # substitute provides factual latents (e.g. posterior draws), no evidence weight
-    tr = twin_trace(pc.TwinWorld(pc.do(substitute(encouragement, {"x": 0.5, "h": 1.0, "y": 1.5}),
-                                       {"h": 2.0})))
+    tr = twin_trace(
+        pc.TwinWorld(pc.do(substitute(encouragement, {"x": 0.5, "h": 1.0, "y": 1.5}), {"h": 2.0}))
+    )
     np.testing.assert_allclose(tr["y"]["value"], [1.5, 1.9], rtol=1e-6)
     assert not tr["y"]["is_observed"]
 
@@ -115,8 +116,10 @@ def test_multiworld_has_one_world_per_do_and_labels():
 
 def test_world_value_reads_an_earlier_world():
     def nested():
-        with pc.MultiWorld(), pc.do(actions={"x": 0.0}), pc.do(
-            actions={"x": 1.0, "h": pc.WorldValue(1)}
+        with (
+            pc.MultiWorld(),
+            pc.do(actions={"x": 0.0}),
+            pc.do(actions={"x": 1.0, "h": pc.WorldValue(1)}),
         ):
             return encouragement()
 

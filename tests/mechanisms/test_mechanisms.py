@@ -55,8 +55,12 @@ def test_multivariate_normal_roundtrip_and_covariance():
 
 @pytest.mark.parametrize(
     "fn",
-    [dist.Bernoulli(0.3), dist.Categorical(jnp.array([0.2, 0.5, 0.3])), dist.Poisson(3.5),
-     dist.Binomial(8, 0.35)],
+    [
+        dist.Bernoulli(0.3),
+        dist.Categorical(jnp.array([0.2, 0.5, 0.3])),
+        dist.Poisson(3.5),
+        dist.Binomial(8, 0.35),
+    ],
     ids=lambda f: type(f).__name__,
 )
 def test_discrete_noise_pushforward_matches_pmf(fn):
@@ -71,8 +75,12 @@ def test_discrete_noise_pushforward_matches_pmf(fn):
 
 @pytest.mark.parametrize(
     "fn",
-    [dist.Bernoulli(0.3), dist.Categorical(jnp.array([0.2, 0.5, 0.3])), dist.Poisson(3.5),
-     dist.Binomial(8, 0.35)],
+    [
+        dist.Bernoulli(0.3),
+        dist.Categorical(jnp.array([0.2, 0.5, 0.3])),
+        dist.Poisson(3.5),
+        dist.Binomial(8, 0.35),
+    ],
     ids=lambda f: type(f).__name__,
 )
 def test_discrete_abduction_reproduces_the_value_and_the_prior(fn):

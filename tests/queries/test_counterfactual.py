@@ -43,8 +43,9 @@ def _check_partial(cf, n):
 @pytest.mark.slow
 def test_partial_evidence_nuts():
     n = 4000
-    cf = pc.counterfactual(partial, {"y": 3.0}, {"x": 1.0}, rng_key=KEY, num_samples=n,
-                           num_warmup=1000)
+    cf = pc.counterfactual(
+        partial, {"y": 3.0}, {"x": 1.0}, rng_key=KEY, num_samples=n, num_warmup=1000
+    )
     assert cf.method == "nuts"
     # NUTS draws are autocorrelated: widen by an effective-size factor of 2
     _check_partial(cf, n // 2)
@@ -52,8 +53,9 @@ def test_partial_evidence_nuts():
 
 def test_partial_evidence_svi():
     n = 4000
-    cf = pc.counterfactual(partial, {"y": 3.0}, {"x": 1.0}, rng_key=KEY, num_samples=n,
-                           method="svi", svi_steps=3000)
+    cf = pc.counterfactual(
+        partial, {"y": 3.0}, {"x": 1.0}, rng_key=KEY, num_samples=n, method="svi", svi_steps=3000
+    )
     assert cf.method == "svi"
     _check_partial(cf, n)
 
@@ -68,8 +70,9 @@ def test_same_key_same_answer_and_different_key_differs():
     args = dict(rng_key=KEY, num_samples=200)
     a = pc.counterfactual(binary, {"x": 1, "y": 1}, {"x": 0}, **args)["y"]
     b = pc.counterfactual(binary, {"x": 1, "y": 1}, {"x": 0}, **args)["y"]
-    c = pc.counterfactual(binary, {"x": 1, "y": 1}, {"x": 0}, rng_key=jax.random.PRNGKey(1),
-                          num_samples=200)["y"]
+    c = pc.counterfactual(
+        binary, {"x": 1, "y": 1}, {"x": 0}, rng_key=jax.random.PRNGKey(1), num_samples=200
+    )["y"]
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
 
@@ -95,8 +98,12 @@ def test_unit_level_counterfactuals_100k_units_exact():
     h = 0.5 * x + jax.random.normal(k[1], (n,))
     y = 0.7 * x + 0.4 * h + jax.random.normal(k[2], (n,))
     cf = pc.counterfactual(
-        encouragement, {"x": x, "h": h, "y": y}, {"h": 2.0},
-        rng_key=KEY, num_samples=2, model_kwargs={"n": n},
+        encouragement,
+        {"x": x, "h": h, "y": y},
+        {"h": 2.0},
+        rng_key=KEY,
+        num_samples=2,
+        model_kwargs={"n": n},
     )
     assert cf["y"].shape == (2, n)
     expected = y + 0.4 * (2.0 - h)
@@ -127,8 +134,9 @@ def test_enumeration_over_unit_plate_is_per_unit():
             u = numpyro.sample("u", dist.Bernoulli(0.5))
             return numpyro.sample("y", dist.Normal(4.0 * u, 0.5))
 
-    cf = pc.counterfactual(model, {"y": jnp.array([0.1, 3.9, 2.0])}, {"u": 1},
-                           rng_key=KEY, num_samples=4000)
+    cf = pc.counterfactual(
+        model, {"y": jnp.array([0.1, 3.9, 2.0])}, {"u": 1}, rng_key=KEY, num_samples=4000
+    )
     u = np.asarray(cf.latents["u"]).mean(0)
     np.testing.assert_allclose(u[:2], [0.0, 1.0], atol=1e-3)
     assert abs(u[2] - 0.5) < 4 * np.sqrt(0.25 / 4000)
@@ -141,8 +149,9 @@ def test_mixed_latents_by_gibbs():
         u = numpyro.sample("u", dist.Bernoulli(0.5))
         return numpyro.sample("y", dist.Normal(z + 3.0 * u, 0.3))
 
-    cf = pc.counterfactual(model, {"y": 3.2}, {"u": 0}, rng_key=KEY, num_samples=2000,
-                           num_warmup=500)
+    cf = pc.counterfactual(
+        model, {"y": 3.2}, {"u": 0}, rng_key=KEY, num_samples=2000, num_warmup=500
+    )
     assert cf.method == "gibbs"
     # posterior mass of u=1 is ~0.94; y' = y - 3 u
     y = np.asarray(cf["y"])
@@ -155,8 +164,14 @@ def test_deterministic_and_model_observed_sites():
         d = numpyro.deterministic("d", 2 * x)
         return numpyro.sample("y", dist.Normal(d, 1), obs=y_obs)
 
-    cf = pc.counterfactual(model, {"x": 1.0}, {"x": 0.0}, rng_key=KEY, num_samples=2,
-                           model_kwargs={"y_obs": jnp.array(2.5)})
+    cf = pc.counterfactual(
+        model,
+        {"x": 1.0},
+        {"x": 0.0},
+        rng_key=KEY,
+        num_samples=2,
+        model_kwargs={"y_obs": jnp.array(2.5)},
+    )
     np.testing.assert_allclose(cf["y"], 0.5, rtol=1e-6)
 
 
@@ -175,14 +190,22 @@ def test_unknown_action_site():
 
 def test_evidence_of_wrong_shape():
     with pytest.raises(EvidenceShapeError, match=r"site 'y' has shape \(3,\).*shape \(5,\)"):
-        pc.counterfactual(encouragement, {"y": jnp.zeros(3)}, {"h": 1.0}, rng_key=KEY,
-                          model_kwargs={"n": 5})
+        pc.counterfactual(
+            encouragement, {"y": jnp.zeros(3)}, {"h": 1.0}, rng_key=KEY, model_kwargs={"n": 5}
+        )
 
 
 def test_intervention_with_mismatched_plate_size():
-    with pytest.raises(InterventionShapeError, match=r"site 'h' inside plate\(s\) 'units' \(size 5"):
-        pc.counterfactual(encouragement, {"y": jnp.zeros(5)}, {"h": jnp.ones(3)}, rng_key=KEY,
-                          model_kwargs={"n": 5})
+    with pytest.raises(
+        InterventionShapeError, match=r"site 'h' inside plate\(s\) 'units' \(size 5"
+    ):
+        pc.counterfactual(
+            encouragement,
+            {"y": jnp.zeros(5)},
+            {"h": jnp.ones(3)},
+            rng_key=KEY,
+            model_kwargs={"n": 5},
+        )
 
 
 def test_family_without_mechanism():

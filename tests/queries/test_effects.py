@@ -1,4 +1,3 @@
-
 import jax
 import numpy as np
 import numpyro
@@ -16,8 +15,7 @@ def test_linear_mediation_is_exact(a, b, c):
     def model():
         return mediation_model(a, b, c)
 
-    fx = pc.mediation(model, "x", "m", "y", treated=2.0, control=0.5, rng_key=KEY,
-                      num_samples=200)
+    fx = pc.mediation(model, "x", "m", "y", treated=2.0, control=0.5, rng_key=KEY, num_samples=200)
     np.testing.assert_allclose(fx["nde"], c * 1.5, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(fx["nie"], a * b * 1.5, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(fx["total"], (c + a * b) * 1.5, rtol=1e-4, atol=1e-4)
@@ -49,8 +47,7 @@ def test_cate_per_unit():
             t = numpyro.sample("t", dist.Normal(z, 1))
             return numpyro.sample("y", dist.Normal(t * (1 + z), 1))
 
-    out = pc.cate(model, "t", "y", {"z": np.array([-1.0, 0.0, 2.0])}, rng_key=KEY,
-                  num_samples=10)
+    out = pc.cate(model, "t", "y", {"z": np.array([-1.0, 0.0, 2.0])}, rng_key=KEY, num_samples=10)
     np.testing.assert_allclose(out, [0.0, 1.0, 3.0], atol=1e-5)
 
 
@@ -87,8 +84,7 @@ def test_probabilities_of_causation_binary():
     tol = 4 * np.sqrt(0.25 / n)
     # P(y|x=1)=1, P(y|x=0)=0.3 (monotone): PN = 0.7, PS = (1 - 0.3) / (1 - 0.3) = 1, PNS = 0.7
     ps = pc.probability_of_sufficiency(binary, "x", "y", rng_key=KEY, num_samples=n)
-    pns = pc.probability_of_necessity_and_sufficiency(binary, "x", "y", rng_key=KEY,
-                                                      num_samples=n)
+    pns = pc.probability_of_necessity_and_sufficiency(binary, "x", "y", rng_key=KEY, num_samples=n)
     assert abs(float(ps) - 1.0) < tol
     assert abs(float(pns) - 0.7) < tol
 
@@ -102,8 +98,7 @@ def test_pns_under_gumbel_max_matches_brute_force():
         return numpyro.sample("y", dist.Bernoulli(0.5 + 0.3 * x))
 
     n = 40000
-    pns = float(pc.probability_of_necessity_and_sufficiency(model, "x", "y", rng_key=KEY,
-                                                            num_samples=n))
+    pns = float(
+        pc.probability_of_necessity_and_sufficiency(model, "x", "y", rng_key=KEY, num_samples=n)
+    )
     assert abs(pns - 0.3) < 4 * np.sqrt(0.21 / n)
-
-

@@ -37,8 +37,9 @@ def test_counterfactual_round_trip_dims_and_coords():
 
 
 def test_summary_and_plot_work_directly():
-    cf = pc.counterfactual(partial, {"y": 3.0}, {"x": 1.0}, rng_key=KEY, num_samples=200,
-                           method="svi", svi_steps=300)
+    cf = pc.counterfactual(
+        partial, {"y": 3.0}, {"x": 1.0}, rng_key=KEY, num_samples=200, method="svi", svi_steps=300
+    )
     idata = pc.to_inference_data(cf)
     summary = az.summary(idata, group="posterior_predictive", var_names=["y"], kind="stats")
     assert "y[factual]" in summary.index and "y[do(x=1.0)]" in summary.index
@@ -58,8 +59,9 @@ def test_names_that_collide_with_the_world_dim_are_renamed():
             x = numpyro.sample("x", dist.Normal(0, 1))
             numpyro.sample("y", dist.Normal(x, 1))
 
-    cf = pc.counterfactual(plate_world, {"x": jnp.zeros(2), "y": jnp.ones(2)}, {"x": 1.0},
-                           rng_key=KEY, num_samples=5)
+    cf = pc.counterfactual(
+        plate_world, {"x": jnp.zeros(2), "y": jnp.ones(2)}, {"x": 1.0}, rng_key=KEY, num_samples=5
+    )
     dims = pc.to_inference_data(cf).posterior_predictive["y"].dims
     assert dims == ("chain", "draw", "world", "world_plate")
 
@@ -67,8 +69,9 @@ def test_names_that_collide_with_the_world_dim_are_renamed():
         w = numpyro.sample("world", dist.Normal(0, 1))
         numpyro.sample("y", dist.Normal(w, 1))
 
-    cf = pc.counterfactual(site_world, {"world": 0.0, "y": 1.0}, {"world": 1.0},
-                           rng_key=KEY, num_samples=5)
+    cf = pc.counterfactual(
+        site_world, {"world": 0.0, "y": 1.0}, {"world": 1.0}, rng_key=KEY, num_samples=5
+    )
     pp = pc.to_inference_data(cf).posterior_predictive
     assert pp["y"].dims == ("chain", "draw", "world_dim")
     assert "world" in pp.data_vars
