@@ -71,7 +71,7 @@ def graph(model: Callable, *args, **kwargs) -> nx.DiGraph:
             observed=observed,
             latent=not observed and not intervened,
             intervened=intervened,
-            distribution=type(site["fn"]).__name__,
+            distribution=rel["sample_dist"].get(name, type(site["fn"]).__name__),
             shape=tuple(getattr(site["value"], "shape", ())),
             plates=tuple(f.name for f in site["cond_indep_stack"]),
         )
