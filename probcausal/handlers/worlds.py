@@ -104,10 +104,9 @@ class _Worlds(WorldHandler):
         return self._dim
 
     def _collect_dos(self) -> list[do]:
-        dos = [h for h in stack() if isinstance(h, do)]
-        if self._dos is None:
-            self._dos = dos
-        return dos
+        """The ``do`` handlers that apply at the current site."""
+        self._dos = [h for h in stack() if isinstance(h, do)]
+        return self._dos
 
     @property
     def num_worlds(self) -> int:

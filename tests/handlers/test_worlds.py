@@ -92,6 +92,18 @@ def test_substituted_factual_values_are_abducted():
     assert not tr["y"]["is_observed"]
 
 
+def test_do_opened_inside_the_model_applies_to_later_sites():
+    def model():
+        x = numpyro.sample("x", dist.Normal(0, 1))
+        with pc.do(actions={"h": 2.0}):
+            h = numpyro.sample("h", dist.Normal(0.5 * x, 1))
+        return numpyro.sample("y", dist.Normal(0.7 * x + 0.4 * h, 1))
+
+    ev = {"x": 0.5, "h": 1.0, "y": 1.5}
+    tr = twin_trace(pc.TwinWorld(condition(model, ev)))
+    np.testing.assert_allclose(tr["y"]["value"], [1.5, 1.9], rtol=1e-6)
+
+
 def test_world_dim_is_left_of_plates():
     tr = twin_trace(pc.TwinWorld(pc.do(mixed, {"t": 1})))
     assert tr["y"]["value"].shape == (2, 4)

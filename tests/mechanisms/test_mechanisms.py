@@ -10,6 +10,12 @@ from probcausal.errors import MissingMechanismError
 
 KEY = jax.random.PRNGKey(0)
 N = 20000
+DISCRETE = [
+    dist.Bernoulli(0.3),
+    dist.Categorical(jnp.array([0.2, 0.5, 0.3])),
+    dist.Poisson(3.5),
+    dist.Binomial(8, 0.35),
+]
 
 CONTINUOUS = [
     dist.Normal(1.0, 2.0),
@@ -55,12 +61,7 @@ def test_multivariate_normal_roundtrip_and_covariance():
 
 @pytest.mark.parametrize(
     "fn",
-    [
-        dist.Bernoulli(0.3),
-        dist.Categorical(jnp.array([0.2, 0.5, 0.3])),
-        dist.Poisson(3.5),
-        dist.Binomial(8, 0.35),
-    ],
+    DISCRETE,
     ids=lambda f: type(f).__name__,
 )
 def test_discrete_noise_pushforward_matches_pmf(fn):
@@ -75,12 +76,7 @@ def test_discrete_noise_pushforward_matches_pmf(fn):
 
 @pytest.mark.parametrize(
     "fn",
-    [
-        dist.Bernoulli(0.3),
-        dist.Categorical(jnp.array([0.2, 0.5, 0.3])),
-        dist.Poisson(3.5),
-        dist.Binomial(8, 0.35),
-    ],
+    DISCRETE,
     ids=lambda f: type(f).__name__,
 )
 def test_discrete_abduction_reproduces_the_value_and_the_prior(fn):
