@@ -7,10 +7,11 @@ effects) answer questions with exact abduction wherever the evidence allows, and
 :func:`to_inference_data` hands the results to ArviZ.
 """
 
-from probcausal import errors, handlers, infer, mechanisms, queries
+from probcausal import errors, handlers, identification, infer, mechanisms, queries
 from probcausal.causal_model import CausalModel, causal_model
 from probcausal.graph import graph
 from probcausal.handlers import MultiWorld, TwinWorld, WorldValue, do, observe
+from probcausal.identification import ADMG, NotIdentifiableError, identify
 from probcausal.queries import (
     CounterfactualResult,
     ate,
@@ -28,9 +29,11 @@ from probcausal.queries import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ADMG",
     "CausalModel",
     "CounterfactualResult",
     "MultiWorld",
+    "NotIdentifiableError",
     "TwinWorld",
     "WorldValue",
     "ate",
@@ -42,6 +45,8 @@ __all__ = [
     "ett",
     "graph",
     "handlers",
+    "identification",
+    "identify",
     "infer",
     "interventional",
     "mechanisms",

@@ -1,0 +1,128 @@
+"""The complete identification algorithm ID (Shpitser & Pearl, 2006)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import networkx as nx
+
+from probcausal.errors import ProbcausalError
+from probcausal.identification.admg import ADMG
+from probcausal.identification.estimand import (
+    Estimand,
+    Expr,
+    Prob,
+    marginal_sum,
+    product,
+    quotient,
+)
+
+__all__ = ["NotIdentifiableError", "identify"]
+
+
+class NotIdentifiableError(ProbcausalError, ValueError):
+    """The causal query is not identifiable; ``hedge`` holds the two C-forests."""
+
+    def __init__(self, treatment, outcome, forest, sub_forest):
+        self.hedge = (set(forest), set(sub_forest))
+        super().__init__(
+            f"P({', '.join(sorted(map(str, outcome)))} | do({', '.join(sorted(map(str, treatment)))})) "
+            f"is not identifiable: the C-forests F = {sorted(map(str, forest))} and "
+            f"F' = {sorted(map(str, sub_forest))} form a hedge (both are districts with the "
+            "same root set, F' inside F, and the treatment meets F but not F'). Measure a "
+            "variable that breaks the confounding, or ask for a different query."
+        )
+
+
+def _names(x) -> list:
+    if isinstance(x, str):
+        return [x]
+    return list(x)
+
+
+class _Dist:
+    """The distribution argument of ID: an expression over ``scope``."""
+
+    def __init__(self, expr: Expr, scope: frozenset, joint: bool):
+        self.expr, self.scope, self.joint = expr, scope, joint
+
+    def marginal(self, keep) -> _Dist:
+        keep = frozenset(keep)
+        return _Dist(marginal_sum(self.scope - keep, self.expr), keep, self.joint)
+
+    def conditional(self, v, pre) -> Expr:
+        pre = frozenset(pre)
+        if self.joint:
+            return Prob(frozenset([v]), pre)
+        return quotient(
+            marginal_sum(self.scope - pre - {v}, self.expr),
+            marginal_sum(self.scope - pre, self.expr),
+        )
+
+
+def _id(y: frozenset, x: frozenset, P: _Dist, G: ADMG, top: tuple) -> Expr:
+    V = frozenset(G.nodes)
+    order = G.topological_order()
+    # line 1
+    if not x:
+        return P.marginal(y).expr
+    # line 2
+    an_y = frozenset(G.ancestors(y))
+    if V != an_y:
+        return _id(y, x & an_y, P.marginal(an_y), G.subgraph(an_y), top)
+    # line 3
+    w = (V - x) - G.remove_incoming(x).ancestors(y)
+    if w:
+        return _id(y, x | w, P, G, top)
+    # line 4
+    districts = G.subgraph(V - x).districts()
+    if len(districts) > 1:
+        parts = [_id(frozenset(s), V - frozenset(s), P, G, top) for s in districts]
+        return marginal_sum(V - (y | x), product(parts))
+    (S,) = districts
+    S = frozenset(S)
+    components = [frozenset(c) for c in G.districts()]
+    # line 5
+    if components == [V]:
+        raise NotIdentifiableError(top[0], top[1], V, S)
+    # line 6
+    if S in components:
+        factors = [P.conditional(v, order[: order.index(v)]) for v in order if v in S]
+        return marginal_sum(S - y, product(factors))
+    # line 7
+    (S2,) = [c for c in components if S < c]
+    factors = [P.conditional(v, order[: order.index(v)]) for v in order if v in S2]
+    P2 = _Dist(product(factors), S2, joint=False)
+    return _id(y, x & S2, P2, G.subgraph(S2), top)
+
+
+def identify(graph, treatment, outcome, given=None) -> Estimand:
+    """Identify ``P(outcome | do(treatment))`` in ``graph`` (complete: ID of Shpitser &
+    Pearl 2006). Raises :class:`NotIdentifiableError` carrying the hedge.
+
+    ``graph`` is an :class:`ADMG` or a ``networkx.DiGraph`` whose latent nodes carry
+    ``latent=True`` (projected automatically).
+
+    Examples
+    --------
+    >>> import probcausal as pc
+    >>> g = pc.ADMG(directed=[("x", "m"), ("m", "y")], bidirected=[("x", "y")])
+    >>> print(pc.identify(g, "x", "y"))  # the front-door formula
+    P(y | do(x)) = Σ_{m} [P(m | x) Σ_{x} [P(x) P(y | m, x)]]
+    """
+    if isinstance(graph, nx.DiGraph):
+        graph = ADMG.from_latent_dag(graph)
+    if given is not None:
+        raise NotImplementedError(
+            "conditional queries (IDC, `given=`) are not supported yet; identify the joint "
+            "P(outcome, given | do(treatment)) and condition on it."
+        )
+    x, y = frozenset(_names(treatment)), frozenset(_names(outcome))
+    unknown = (x | y) - set(graph.nodes)
+    if unknown:
+        raise ValueError(f"{sorted(map(str, unknown))} are not nodes of the graph {graph.nodes}")
+    if x & y:
+        raise ValueError(f"{sorted(map(str, x & y))} are both treatment and outcome")
+    V = frozenset(graph.nodes)
+    expr = _id(y, x, _Dist(Prob(V), V, joint=True), graph, (x, y))
+    return Estimand(expr, sorted(x, key=str), sorted(y, key=str), graph.topological_order())
