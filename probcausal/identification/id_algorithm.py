@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import networkx as nx
 
 from probcausal.errors import ProbcausalError
@@ -25,9 +23,10 @@ class NotIdentifiableError(ProbcausalError, ValueError):
 
     def __init__(self, treatment, outcome, forest, sub_forest):
         self.hedge = (set(forest), set(sub_forest))
+        ys, xs = ", ".join(sorted(map(str, outcome))), ", ".join(sorted(map(str, treatment)))
         super().__init__(
-            f"P({', '.join(sorted(map(str, outcome)))} | do({', '.join(sorted(map(str, treatment)))})) "
-            f"is not identifiable: the C-forests F = {sorted(map(str, forest))} and "
+            f"P({ys} | do({xs})) is not identifiable: the C-forests "
+            f"F = {sorted(map(str, forest))} and "
             f"F' = {sorted(map(str, sub_forest))} form a hedge (both are districts with the "
             "same root set, F' inside F, and the treatment meets F but not F'). Measure a "
             "variable that breaks the confounding, or ask for a different query."
