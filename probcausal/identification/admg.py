@@ -150,6 +150,25 @@ class ADMG:
             nodes=self._order,
         )
 
+    def remove_outgoing(self, nodes: Iterable) -> ADMG:
+        """``G_{underline Z}``: cut directed edges out of ``nodes``."""
+        cut = set(nodes)
+        return ADMG(
+            [(u, v) for u, v in self.di.edges if u not in cut],
+            list(self.bi.edges),
+            nodes=self._order,
+        )
+
+    def d_separated(self, xs: Iterable, ys: Iterable, zs: Iterable = ()) -> bool:
+        """Whether ``xs`` and ``ys`` are d-separated given ``zs`` (m-separation: each
+        bidirected edge is a latent common parent)."""
+        dag = nx.DiGraph(self.di)
+        for u, v in self.bi.edges:
+            latent = ("__latent__", u, v)
+            dag.add_edge(latent, u)
+            dag.add_edge(latent, v)
+        return nx.is_d_separator(dag, set(xs), set(ys), set(zs))
+
     def districts(self) -> list[set]:
         """C-components: connected components of the bidirected part."""
         return [set(c) for c in nx.connected_components(self.bi)]

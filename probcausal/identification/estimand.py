@@ -219,16 +219,19 @@ class Estimand:
     discrete data; :meth:`table` gives the whole table over outcome and treatment.
     """
 
-    def __init__(self, expr: Expr, treatment: Iterable, outcome: Iterable, variables):
+    def __init__(self, expr: Expr, treatment: Iterable, outcome: Iterable, variables, given=()):
         self.expr = expr
         self.treatment = tuple(treatment)
         self.outcome = tuple(outcome)
+        self.given = tuple(given)
         self.variables = tuple(variables)
 
     def __str__(self):
-        do = f" | do({', '.join(map(str, self.treatment))})" if self.treatment else ""
-        body = _render(self.expr, {}, frozenset(self.treatment) | frozenset(self.outcome))
-        return f"P({', '.join(map(str, self.outcome))}{do}) = {body}"
+        cond = [f"do({', '.join(map(str, self.treatment))})"] if self.treatment else []
+        cond += [str(g) for g in self.given]
+        lhs = ", ".join(map(str, self.outcome)) + (f" | {', '.join(cond)}" if cond else "")
+        free = frozenset(self.treatment) | frozenset(self.outcome) | frozenset(self.given)
+        return f"P({lhs}) = {_render(self.expr, {}, free)}"
 
     __repr__ = __str__
 
@@ -237,15 +240,16 @@ class Estimand:
         return self
 
     def table(self, data: Any) -> tuple[Factor, dict]:
-        """The estimand over every outcome and treatment value: a :class:`Factor` over
-        ``outcome + treatment`` (in that order), and the variables' domains."""
+        """The estimand over every outcome, treatment and given value: a
+        :class:`Factor` over ``outcome + treatment + given`` (in that order), and the
+        variables' domains."""
         joint = data if isinstance(data, Factor) else None
         if joint is None:
             joint, domains = joint_table(data, self.variables)
         else:
             domains = {v: np.arange(joint.table.shape[i]) for i, v in enumerate(joint.vars)}
         out = _evaluate(self.expr, joint, {})
-        order = self.outcome + self.treatment
+        order = self.outcome + self.treatment + self.given
         extra = set(out.vars) - set(order)
         if extra:  # ID leaves the result constant in these: average over P(extra)
             weights = joint.sum(set(joint.vars) - extra)
@@ -259,17 +263,23 @@ class Estimand:
         data: Any,
         intervention: Mapping[str, Any] | None = None,
         outcome: Mapping[str, Any] | None = None,
+        given: Mapping[str, Any] | None = None,
     ) -> float:
-        """``P(outcome | do(intervention))`` on ``data``, a DataFrame / dict of discrete
-        arrays (plug-in frequencies) or a :class:`Factor` holding the joint ``P(V)``."""
+        """``P(outcome | do(intervention), given)`` on ``data``, a DataFrame / dict of
+        discrete arrays (plug-in frequencies) or a :class:`Factor` holding ``P(V)``."""
         intervention, outcome = dict(intervention or {}), dict(outcome or {})
-        missing = (set(self.treatment) - set(intervention)) | (set(self.outcome) - set(outcome))
+        given = dict(given or {})
+        missing = (
+            (set(self.treatment) - set(intervention))
+            | (set(self.outcome) - set(outcome))
+            | (set(self.given) - set(given))
+        )
         if missing:
             raise ValueError(f"evaluate needs values for {sorted(map(str, missing))}")
         table, domains = self.table(data)
         index = []
         for v in table.vars:
-            value = outcome[v] if v in outcome else intervention[v]
+            value = {**given, **intervention, **outcome}[v]
             hits = np.flatnonzero(domains[v] == value)
             if hits.size == 0:
                 raise ValueError(

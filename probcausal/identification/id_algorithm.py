@@ -95,9 +95,20 @@ def _id(y: frozenset, x: frozenset, P: _Dist, G: ADMG, top: tuple) -> Expr:
     return _id(y, x & S2, P2, G.subgraph(S2), top)
 
 
+def _idc(y, x, z, P, G, top) -> Expr:
+    """IDC (Shpitser & Pearl 2006b): move what can be moved from ``z`` into ``x``."""
+    for w in sorted(z, key=str):
+        cut = G.remove_incoming(x).remove_outgoing([w])
+        if cut.d_separated(y, [w], (x | z) - {w}):
+            return _idc(y, x | {w}, z - {w}, P, G, top)
+    joint = _id(y | z, x, P, G, top)
+    return quotient(joint, marginal_sum(y, joint))
+
+
 def identify(graph, treatment, outcome, given=None) -> Estimand:
-    """Identify ``P(outcome | do(treatment))`` in ``graph`` (complete: ID of Shpitser &
-    Pearl 2006). Raises :class:`NotIdentifiableError` carrying the hedge.
+    """Identify ``P(outcome | do(treatment))``, or ``P(outcome | do(treatment), given)``,
+    in ``graph`` (complete: ID and IDC of Shpitser & Pearl 2006). Raises
+    :class:`NotIdentifiableError` carrying the hedge.
 
     ``graph`` is an :class:`ADMG` or a ``networkx.DiGraph`` whose latent nodes carry
     ``latent=True`` (projected automatically).
@@ -111,17 +122,26 @@ def identify(graph, treatment, outcome, given=None) -> Estimand:
     """
     if isinstance(graph, nx.DiGraph):
         graph = ADMG.from_latent_dag(graph)
-    if given is not None:
-        raise NotImplementedError(
-            "conditional queries (IDC, `given=`) are not supported yet; identify the joint "
-            "P(outcome, given | do(treatment)) and condition on it."
-        )
     x, y = frozenset(_names(treatment)), frozenset(_names(outcome))
-    unknown = (x | y) - set(graph.nodes)
+    z = frozenset(_names(given)) if given is not None else frozenset()
+    unknown = (x | y | z) - set(graph.nodes)
     if unknown:
         raise ValueError(f"{sorted(map(str, unknown))} are not nodes of the graph {graph.nodes}")
-    if x & y:
-        raise ValueError(f"{sorted(map(str, x & y))} are both treatment and outcome")
+    for a, b, what in (
+        (x, y, "treatment and outcome"),
+        (x, z, "treatment and given"),
+        (y, z, "outcome and given"),
+    ):
+        if a & b:
+            raise ValueError(f"{sorted(map(str, a & b))} are both {what}")
     V = frozenset(graph.nodes)
-    expr = _id(y, x, _Dist(Prob(V), V, joint=True), graph, (x, y))
-    return Estimand(expr, sorted(x, key=str), sorted(y, key=str), graph.topological_order())
+    P = _Dist(Prob(V), V, joint=True)
+    top = (x, y)
+    expr = _idc(y, x, z, P, graph, top) if z else _id(y, x, P, graph, top)
+    return Estimand(
+        expr,
+        sorted(x, key=str),
+        sorted(y, key=str),
+        graph.topological_order(),
+        given=sorted(z, key=str),
+    )

@@ -56,12 +56,18 @@ class BinarySCM:
         np.add.at(table, tuple(obs.T), weight)
         return Factor(tuple(self.nodes), table)
 
-    def interventional(self, treatment, outcome) -> np.ndarray:
-        """``P(outcome | do(treatment))`` as an array over ``outcome + treatment`` values."""
-        treatment, outcome = list(treatment), list(outcome)
-        out = np.zeros((2,) * (len(outcome) + len(treatment)))
+    def interventional(self, treatment, outcome, given=()) -> np.ndarray:
+        """``P(outcome | do(treatment), given)`` as an array over
+        ``outcome + treatment + given`` values."""
+        treatment, outcome, given = list(treatment), list(outcome), list(given)
+        out = np.zeros((2,) * (len(outcome) + len(treatment) + len(given)))
         for xs in itertools.product((0, 1), repeat=len(treatment)):
             joint = self.joint(dict(zip(treatment, xs, strict=True)))
-            marg = joint.sum(set(joint.vars) - set(outcome))
-            out[(Ellipsis, *xs)] = marg.align(tuple(outcome))
+            yz = joint.sum(set(joint.vars) - set(outcome) - set(given))
+            z = joint.sum(set(joint.vars) - set(given))
+            num = yz.align(tuple(outcome + given))
+            den = z.align(tuple(outcome + given))
+            cond = num / den
+            for zs in itertools.product((0, 1), repeat=len(given)):
+                out[(Ellipsis, *xs, *zs)] = cond[(Ellipsis, *zs)]
         return out

@@ -9,12 +9,12 @@ from probcausal.identification import ADMG, CyclicGraphError, NotIdentifiableErr
 from tests.identification.bruteforce import BinarySCM
 
 
-def check_numerically(graph, treatment, outcome, seeds=(0, 1, 2)):
-    est = identify(graph, treatment, outcome)
+def check_numerically(graph, treatment, outcome, seeds=(0, 1, 2), given=None):
+    est = identify(graph, treatment, outcome, given=given)
     for s in seeds:
         scm = BinarySCM(graph, np.random.default_rng(s))
         table, _ = est.table(scm.joint())
-        truth = scm.interventional(est.treatment, est.outcome)
+        truth = scm.interventional(est.treatment, est.outcome, est.given)
         np.testing.assert_allclose(table.table, truth, atol=1e-6)
     return est
 
@@ -78,6 +78,31 @@ def test_non_identifiable_graphs_raise_with_hedge(name):
     assert sub < forest
 
 
+IDC_CASES = {
+    "covariate_after_treatment": (ADMG([("x", "z"), ("z", "y"), ("x", "y")]), "x", "y", "z"),
+    "pre_treatment_covariate": (ADMG([("z", "x"), ("x", "y"), ("z", "y")]), "x", "y", "z"),
+    "confounded_covariate": (
+        ADMG([("z", "x"), ("x", "y"), ("z", "y")], [("z", "y")]),
+        "x",
+        "y",
+        "z",
+    ),
+    "frontdoor_given_mediator_parent": (
+        ADMG([("w", "x"), ("x", "m"), ("m", "y")], [("x", "y")]),
+        "x",
+        "y",
+        "w",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", IDC_CASES)
+def test_conditional_queries_match_brute_force(name):
+    graph, x, y, z = IDC_CASES[name]
+    est = check_numerically(graph, x, y, given=z)
+    assert str(est).startswith(f"P({y} | do({x}), {z}) = ")
+
+
 def test_frontdoor_formula_prints_with_primed_bound_variable():
     est = identify(*GRAPHS["frontdoor"])
     assert str(est) == "P(y | do(x)) = Σ_{m} [P(m | x) Σ_{x'} [P(x') P(y | m, x')]]"
@@ -135,11 +160,13 @@ def admgs(draw):
 
 
 @settings(max_examples=300)
-@given(admgs())
-def test_random_admgs_estimands_match_brute_force(case):
+@given(admgs(), st.booleans())
+def test_random_admgs_estimands_match_brute_force(case, conditional):
     graph, x, y = case
+    rest = [n for n in graph.nodes if n not in x and n not in y]
+    given = rest[:1] if conditional and rest else None
     try:
-        check_numerically(graph, x, y, seeds=(0,))
+        check_numerically(graph, x, y, seeds=(0,), given=given)
     except NotIdentifiableError as err:
         forest, sub = err.hedge
         assert sub < forest
