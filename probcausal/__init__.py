@@ -11,7 +11,13 @@ from probcausal import errors, handlers, identification, infer, mechanisms, quer
 from probcausal.causal_model import CausalModel, causal_model
 from probcausal.graph import graph
 from probcausal.handlers import MultiWorld, TwinWorld, WorldValue, do, observe
-from probcausal.identification import ADMG, NotIdentifiableError, identify
+from probcausal.identification import (
+    ADMG,
+    NotIdentifiableError,
+    backdoor_adjustment_sets,
+    frontdoor_set,
+    identify,
+)
 from probcausal.queries import (
     CounterfactualResult,
     ate,
@@ -37,12 +43,14 @@ __all__ = [
     "TwinWorld",
     "WorldValue",
     "ate",
+    "backdoor_adjustment_sets",
     "causal_model",
     "cate",
     "counterfactual",
     "do",
     "errors",
     "ett",
+    "frontdoor_set",
     "graph",
     "handlers",
     "identification",

@@ -39,8 +39,8 @@ class ADMG:
     Examples
     --------
     >>> g = ADMG(directed=[("x", "m"), ("m", "y")], bidirected=[("x", "y")])
-    >>> sorted(g.districts(), key=sorted)
-    [{'m'}, {'x', 'y'}]
+    >>> sorted(sorted(d) for d in g.districts())
+    [['m'], ['x', 'y']]
     >>> g.topological_order()
     ['x', 'm', 'y']
     """

@@ -95,6 +95,8 @@ def marginal_sum(over: Iterable, body: Expr) -> Expr:
 def product(factors: Iterable[Expr]) -> Expr:
     flat = []
     for f in factors:
+        if isinstance(f, Prob) and not f.vars:
+            continue  # P(∅ | ...) = 1
         if isinstance(f, Product):
             flat.extend(f.factors)
         elif f is not _ONE:

@@ -118,7 +118,7 @@ def identify(graph, treatment, outcome, given=None) -> Estimand:
     >>> import probcausal as pc
     >>> g = pc.ADMG(directed=[("x", "m"), ("m", "y")], bidirected=[("x", "y")])
     >>> print(pc.identify(g, "x", "y"))  # the front-door formula
-    P(y | do(x)) = Σ_{m} [P(m | x) Σ_{x} [P(x) P(y | m, x)]]
+    P(y | do(x)) = Σ_{m} [P(m | x) Σ_{x'} [P(x') P(y | m, x')]]
     """
     if isinstance(graph, nx.DiGraph):
         graph = ADMG.from_latent_dag(graph)

@@ -177,3 +177,37 @@ def test_random_admgs_estimands_match_brute_force(case, conditional):
 def test_public_names():
     assert pc.identify is identify and pc.ADMG is ADMG
     assert pc.NotIdentifiableError is NotIdentifiableError
+
+
+def test_backdoor_and_frontdoor_helpers():
+    from probcausal.identification import frontdoor_set
+
+    graph, x, y = GRAPHS["backdoor"]
+    assert pc.backdoor_adjustment_sets(graph, x, y) == [{"z"}]
+    assert frontdoor_set(*GRAPHS["frontdoor"]) == {"m"}
+    assert pc.backdoor_adjustment_sets(*GRAPHS["frontdoor"]) == []
+    assert frontdoor_set(*GRAPHS["backdoor"]) is None
+
+
+@settings(max_examples=150)
+@given(admgs())
+def test_every_backdoor_and_frontdoor_set_gives_the_right_answer(case):
+    from probcausal.identification import (
+        adjustment_estimand,
+        backdoor_adjustment_sets,
+        frontdoor_estimand,
+        frontdoor_set,
+    )
+
+    graph, x, y = case
+    x, y = x[:1], y
+    scm = BinarySCM(graph, np.random.default_rng(0))
+    truth = scm.interventional(x, y)
+    joint = scm.joint()
+    for z in backdoor_adjustment_sets(graph, x, y, max_size=2):
+        table, _ = adjustment_estimand(graph, x, y, z).table(joint)
+        np.testing.assert_allclose(table.table, truth, atol=1e-6)
+    m = frontdoor_set(graph, x[0], y[0])
+    if m is not None:
+        table, _ = frontdoor_estimand(graph, x[0], y[0], m).table(joint)
+        np.testing.assert_allclose(table.table, truth, atol=1e-6)
