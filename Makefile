@@ -23,6 +23,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/counterfactual.py
+	$(BIN)/python benchmarks/identification.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check probcausal tests examples benchmarks

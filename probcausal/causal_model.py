@@ -10,6 +10,7 @@ import networkx as nx
 
 from probcausal.graph import graph
 from probcausal.handlers import do
+from probcausal.identification import ADMG, identify
 from probcausal.queries import counterfactual, interventional
 
 __all__ = ["CausalModel", "causal_model"]
@@ -20,7 +21,7 @@ class CausalModel:
 
     Calling it runs the model, so it works with ``MCMC``, ``SVI``, ``Predictive``
     and every handler. Methods: :meth:`graph`, :meth:`do`, :meth:`interventional`,
-    :meth:`counterfactual`.
+    :meth:`counterfactual`, :meth:`identify`.
     """
 
     def __init__(self, fn: Callable):
@@ -38,6 +39,36 @@ class CausalModel:
     def graph(self, *args, **kwargs) -> nx.DiGraph:
         """:func:`probcausal.graph` of this model with these arguments."""
         return graph(self, *args, **kwargs)
+
+    def identify(
+        self,
+        treatment,
+        outcome,
+        given=None,
+        *,
+        hidden=(),
+        model_args: tuple = (),
+        model_kwargs: Mapping[str, Any] | None = None,
+    ):
+        """:func:`probcausal.identify` on this model's graph, with the sites in ``hidden``
+        unobserved (they become bidirected edges by latent projection).
+
+        Examples
+        --------
+        >>> import numpyro, numpyro.distributions as dist
+        >>> import probcausal as pc
+        >>> @pc.causal_model
+        ... def smoking():
+        ...     gene = numpyro.sample("gene", dist.Bernoulli(0.3))
+        ...     smoke = numpyro.sample("smoke", dist.Bernoulli(0.2 + 0.5 * gene))
+        ...     tar = numpyro.sample("tar", dist.Bernoulli(0.1 + 0.8 * smoke))
+        ...     numpyro.sample("cancer", dist.Bernoulli(0.1 + 0.4 * tar + 0.3 * gene))
+        >>> print(smoking.identify("smoke", "cancer", hidden=["gene"]))
+        P(cancer | do(smoke)) = Σ_{tar} [P(tar | smoke)
+            Σ_{smoke'} [P(smoke') P(cancer | smoke', tar)]]
+        """
+        graph = ADMG.from_model(self, *model_args, hidden=hidden, **dict(model_kwargs or {}))
+        return identify(graph, treatment, outcome, given=given)
 
     def do(self, actions: Mapping[str, Any]) -> CausalModel:
         """The intervened model ``do(self, actions)``, itself a :class:`CausalModel`."""

@@ -107,6 +107,24 @@ class ADMG:
             bidirected |= {(u, v) for i, u in enumerate(reach) for v in reach[i + 1 :]}
         return cls(directed, bidirected, nodes=observed)
 
+    @classmethod
+    def from_model(cls, model, *args, hidden=(), **kwargs) -> ADMG:
+        """The ADMG of a NumPyro model: its graph (:func:`probcausal.graph`) with the
+        sites named in ``hidden`` treated as unobserved and projected out."""
+        from probcausal.graph import graph
+
+        g = graph(model, *args, **kwargs)
+        unknown = set(hidden) - set(g.nodes)
+        if unknown:
+            raise ValueError(
+                f"hidden sites {sorted(unknown)} are not sites of the model {sorted(g)}"
+            )
+        dag = nx.DiGraph(g.edges)
+        dag.add_nodes_from(g.nodes)
+        for n in dag.nodes:
+            dag.nodes[n]["latent"] = n in set(hidden)
+        return cls.from_latent_dag(dag)
+
     # -- structure ---------------------------------------------------------------------
     @property
     def nodes(self) -> list:
