@@ -194,6 +194,16 @@ def _evaluate(expr: Expr, joint: Factor, memo: dict) -> Factor:
     return out
 
 
+def _normalize(expr: Expr) -> Expr:
+    if isinstance(expr, Sum):
+        return marginal_sum(expr.over, _normalize(expr.body))
+    if isinstance(expr, Product):
+        return product(_normalize(f) for f in expr.factors)
+    if isinstance(expr, Quotient):
+        return quotient(_normalize(expr.num), _normalize(expr.den))
+    return expr
+
+
 def _render(expr: Expr, rename: dict, taken: frozenset) -> str:
     """The formula with bound variables that shadow free ones primed (x -> x')."""
     name = lambda v: rename.get(v, str(v))
@@ -238,8 +248,22 @@ class Estimand:
     __repr__ = __str__
 
     def simplify(self) -> Estimand:
-        """The same estimand (the constructors already apply the usual cancellations)."""
-        return self
+        """Rebuild the tree through the simplifying constructors: empty sums vanish,
+        nested sums merge, sums of joint probabilities become marginals, products
+        flatten, factors equal to one drop, and ``P(A, B) / P(B)`` becomes ``P(A | B)``.
+        Estimands from :func:`~probcausal.identify` are built this way already.
+
+        Examples
+        --------
+        >>> from probcausal.identification.estimand import Estimand, Prob, Quotient, Sum
+        >>> f = frozenset
+        >>> raw = Quotient(Sum(f("z"), Prob(f("xyz"))), Sum(f("yz"), Prob(f("xyz"))))
+        >>> str(Estimand(raw, [], ["y"], "xyz").simplify())
+        'P(y) = P(y | x)'
+        """
+        return Estimand(
+            _normalize(self.expr), self.treatment, self.outcome, self.variables, self.given
+        )
 
     def table(self, data: Any) -> tuple[Factor, dict]:
         """The estimand over every outcome, treatment and given value: a
