@@ -38,6 +38,20 @@ GRAPHS = {
         "x",
         "y",
     ),
+    # Shpitser & Pearl (2008, JMLR), "Complete identification methods for the causal
+    # hierarchy" (journal version of the 2006 ID papers): Figures 2a-2e and 3a.
+    "shpitser_pearl_fig2a": (ADMG([("x", "y")]), "x", "y"),
+    "shpitser_pearl_fig2b": (ADMG([("x", "y"), ("x", "z"), ("z", "y")], [("y", "z")]), "x", "y"),
+    "shpitser_pearl_fig2c": (ADMG([("x", "y"), ("z", "x"), ("z", "y")], [("x", "z")]), "x", "y"),
+    "shpitser_pearl_fig2e": (ADMG([("x", "z"), ("z", "y")], [("x", "y")]), "x", "y"),
+    "shpitser_pearl_fig3a": (
+        ADMG(
+            [("x", "y1"), ("w1", "x"), ("w2", "y2")],
+            [("w1", "w2"), ("w1", "y1"), ("w1", "y2"), ("x", "w2")],
+        ),
+        "x",
+        ["y1", "y2"],
+    ),
     "multi_outcome": (
         ADMG([("x", "y1"), ("y1", "y2"), ("x", "y2")], [("y1", "y2")]),
         "x",
