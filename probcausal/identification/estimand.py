@@ -11,14 +11,13 @@ import numpy as np
 __all__ = ["Estimand", "Factor", "Prob", "Product", "Quotient", "Sum", "joint_table"]
 
 
-def _names(vs: Iterable) -> str:
-    return ", ".join(sorted(map(str, vs)))
-
-
 class Expr:
     """Base of the expression nodes; ``free`` is the set of variables it depends on."""
 
     free: frozenset
+
+    def __str__(self):
+        return _render(self, {}, frozenset())
 
     def __mul__(self, other):
         return product([self, other])
@@ -35,9 +34,6 @@ class Prob(Expr):
     def free(self):
         return self.vars | self.given
 
-    def __str__(self):
-        return f"P({_names(self.vars)}" + (f" | {_names(self.given)})" if self.given else ")")
-
 
 @dataclass(frozen=True)
 class Sum(Expr):
@@ -48,9 +44,6 @@ class Sum(Expr):
     def free(self):
         return self.body.free - self.over
 
-    def __str__(self):
-        return f"Σ_{{{_names(self.over)}}} [{self.body}]"
-
 
 @dataclass(frozen=True)
 class Product(Expr):
@@ -59,9 +52,6 @@ class Product(Expr):
     @property
     def free(self):
         return frozenset().union(*(f.free for f in self.factors))
-
-    def __str__(self):
-        return " ".join(str(f) for f in self.factors)
 
 
 @dataclass(frozen=True)
@@ -72,9 +62,6 @@ class Quotient(Expr):
     @property
     def free(self):
         return self.num.free | self.den.free
-
-    def __str__(self):
-        return f"({self.num}) / ({self.den})"
 
 
 # -- smart constructors (the usual cancellations) --------------------------------------
@@ -269,11 +256,11 @@ class Estimand:
         """The estimand over every outcome, treatment and given value: a
         :class:`Factor` over ``outcome + treatment + given`` (in that order), and the
         variables' domains."""
-        joint = data if isinstance(data, Factor) else None
-        if joint is None:
-            joint, domains = joint_table(data, self.variables)
-        else:
+        if isinstance(data, Factor):
+            joint = data
             domains = {v: np.arange(joint.table.shape[i]) for i, v in enumerate(joint.vars)}
+        else:
+            joint, domains = joint_table(data, self.variables)
         out = _evaluate(self.expr, joint, {})
         order = self.outcome + self.treatment + self.given
         extra = set(out.vars) - set(order)

@@ -20,7 +20,6 @@ from numpyro.handlers import condition, seed, substitute, trace
 
 from probcausal.errors import EvidenceShapeError, UnknownSiteError
 from probcausal.handlers import MultiWorld, do
-from probcausal.handlers.observe import check_finite
 from probcausal.infer.abduction import SiteInfo, model_info
 
 __all__ = ["compiled", "info_for", "signature", "split_static", "validate"]
@@ -106,16 +105,11 @@ def info_for(model, args, kwargs) -> dict[str, SiteInfo]:
     return info
 
 
-def validate(
-    info: Mapping[str, SiteInfo],
-    evidence: Mapping,
-    actions: Sequence[Mapping],
-    finite: bool = True,
-):
-    """Eager checks of evidence and actions against the model's sites.
+def validate(info: Mapping[str, SiteInfo], evidence: Mapping, actions: Sequence[Mapping]):
+    """Eager checks of site names and evidence shapes against the model's sites.
 
-    ``finite=False`` leaves the NaN/inf check to the caller (queries fuse it into
-    their compiled program, which reads the evidence anyway).
+    NaN/inf evidence is checked by the queries themselves: fused into the compiled
+    program, which reads the evidence anyway, or eagerly before an inference engine.
     """
     unknown = set(evidence) - set(info)
     if unknown:
@@ -124,8 +118,6 @@ def validate(
         unknown = set(a) - set(info)
         if unknown:
             raise UnknownSiteError("intervention", unknown, info)
-    if finite:
-        check_finite(evidence)
     out = {}
     for name, value in evidence.items():
         value = jnp.asarray(value)

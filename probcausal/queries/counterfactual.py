@@ -143,7 +143,7 @@ def counterfactual(
     single = isinstance(actions, Mapping)
     action_list = [dict(actions)] if single else [dict(a) for a in actions]
     info = info_for(model, args, kwargs)
-    evidence = validate(info, dict(evidence), action_list, finite=False)
+    evidence = validate(info, dict(evidence), action_list)
 
     latents = latent_ancestors(info, evidence)
     method = choose_method(info, latents, method)
