@@ -7,7 +7,7 @@ effects) answer questions with exact abduction wherever the evidence allows, and
 :func:`to_inference_data` hands the results to ArviZ.
 """
 
-from probcausal import errors, handlers, identification, infer, mechanisms, queries
+from probcausal import errors, handlers, identification, infer, mechanisms, nn, queries
 from probcausal.causal_model import CausalModel, causal_model
 from probcausal.graph import graph
 from probcausal.handlers import MultiWorld, TwinWorld, WorldValue, do, observe
@@ -59,6 +59,7 @@ __all__ = [
     "interventional",
     "mechanisms",
     "mediation",
+    "nn",
     "observe",
     "probability_of_necessity",
     "probability_of_necessity_and_sufficiency",

@@ -15,6 +15,8 @@ __all__ = [
     "MissingMechanismError",
     "ProbcausalError",
     "SeedRequiredError",
+    "TrainingDivergedError",
+    "TrainingDataError",
     "UnknownSiteError",
     "WorldDimError",
 ]
@@ -120,3 +122,21 @@ class SeedRequiredError(ProbcausalError, ValueError):
 
 class AbductionError(ProbcausalError, ValueError):
     """The requested abduction engine cannot handle the model and evidence."""
+
+
+class TrainingDivergedError(ProbcausalError, FloatingPointError):
+    """A loss or a parameter became NaN or infinite during training.
+
+    ``step`` is the first step at fault and ``last_checkpoint`` the last step
+    saved before it (``None`` without checkpoints); ``fit(..., resume=True)``
+    continues from that checkpoint.
+    """
+
+    def __init__(self, message: str, step: int, last_checkpoint: int | None):
+        super().__init__(message)
+        self.step = step
+        self.last_checkpoint = last_checkpoint
+
+
+class TrainingDataError(ProbcausalError, ValueError):
+    """Training data do not match the model: a missing site, a shape, a length."""

@@ -1,0 +1,27 @@
+"""Neural mechanisms: Flax NNX generators, critics and encoders as mechanisms
+``x = G(parents, u)`` of causal models.
+
+:func:`sample` declares a neural site inside a model; :class:`MLPGenerator` and
+:class:`ConvGenerator` are generators, :class:`Critic` and :class:`ConvCritic`
+critics for :class:`~probcausal.infer.WGANGP`, :class:`Encoder` an amortized
+posterior, and :class:`Frozen` plugs a pretrained module in as a constant.
+"""
+
+from probcausal.nn.conv import ConvCritic, ConvGenerator
+from probcausal.nn.frozen import Frozen
+from probcausal.nn.mlp import MLP, Critic, Encoder, MLPGenerator, flatten_values
+from probcausal.nn.sites import gumbel_softmax, one_hot, sample
+
+__all__ = [
+    "MLP",
+    "ConvCritic",
+    "ConvGenerator",
+    "Critic",
+    "Encoder",
+    "Frozen",
+    "MLPGenerator",
+    "flatten_values",
+    "gumbel_softmax",
+    "one_hot",
+    "sample",
+]
