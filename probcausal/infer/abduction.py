@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from numpyro.handlers import condition, seed, substitute, trace
-from numpyro.infer import MCMC, NUTS, SVI, DiscreteHMCGibbs, Trace_ELBO
+from numpyro.infer import MCMC, NUTS, SVI, DiscreteHMCGibbs, Predictive, Trace_ELBO
 from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
 from numpyro.primitives import Messenger
 
@@ -255,6 +255,7 @@ def posterior_latents(
     svi_steps: int = 2000,
     svi_learning_rate: float = 0.05,
     guide: Callable | None = None,
+    guide_params: Mapping[str, Any] | None = None,
     progress_bar: bool = False,
 ) -> dict[str, jax.Array]:
     """Posterior samples, ``(num_samples, *shape)`` per site, of ``latents`` given
@@ -279,6 +280,15 @@ def posterior_latents(
             mcmc.run(rng_key, *model_args, **kwargs)
             samples = mcmc.get_samples()
         else:  # svi
+            if hasattr(guide, "bind"):  # amortized guides read the evidence
+                guide = guide.bind(evidence)
+            if guide_params is not None:  # amortized and trained: no fitting per query
+                if guide is None:
+                    raise AbductionError("guide_params needs a guide")
+                samples = Predictive(guide, params=dict(guide_params), num_samples=num_samples)(
+                    rng_key, *model_args, **kwargs
+                )
+                return {n: samples[n] for n in latents}
             if guide is None:
                 dim = sum(int(np.prod(info[n].shape)) for n in latents)
                 guide = (AutoMultivariateNormal if dim <= _MVN_MAX_DIM else AutoNormal)(inner)
@@ -292,7 +302,12 @@ def posterior_latents(
                     "SVI abduction diverged (non-finite ELBO); lower `svi_learning_rate` or "
                     "use method='nuts'."
                 )
-            samples = guide.sample_posterior(
-                k_draw, result.params, *model_args, sample_shape=(num_samples,), **kwargs
-            )
+            if hasattr(guide, "sample_posterior"):
+                samples = guide.sample_posterior(
+                    k_draw, result.params, *model_args, sample_shape=(num_samples,), **kwargs
+                )
+            else:
+                samples = Predictive(guide, params=result.params, num_samples=num_samples)(
+                    k_draw, *model_args, **kwargs
+                )
     return {n: samples[n] for n in latents}

@@ -3,13 +3,17 @@ mechanisms (``numpyro.contrib.module``), amortized guides, subsampled plates."""
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import numpy as np
+import numpyro.distributions as dist
 import numpyro.infer
 from jax.sharding import Mesh
+from numpyro.handlers import seed, trace
 
 from probcausal.handlers._stack import isolated
 from probcausal.infer.training import FitResult, data_mesh, fit, replicate, shard_batch
@@ -107,8 +111,9 @@ def fit_svi(
         return state, {"loss": value}
 
     fit_kwargs.setdefault("description", "SVI")
-    with isolated():
-        return fit(
+    with isolated(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fit(
             step,
             state,
             num_steps,
@@ -118,3 +123,26 @@ def fit_svi(
             params_fn=svi.get_params,
             **fit_kwargs,
         )
+    _rewarn(caught, _delta_sites(model, model_args, kwargs))
+    return result
+
+
+def _delta_sites(model, args, kwargs) -> set[str]:
+    with isolated():
+        tr = trace(seed(model, 0)).get_trace(*args, **kwargs)
+    return {n for n, s in tr.items() if s["type"] == "sample" and isinstance(s["fn"], dist.Delta)}
+
+
+def _rewarn(caught, deltas: set[str]):
+    """Re-emit warnings, except NumPyro's "vars in model but not guide" when those
+    vars are deterministic (Delta) sites such as neural mechanisms without
+    observation noise: a guide has nothing to propose for them."""
+    seen = set()
+    for w in caught:
+        text = str(w.message)
+        m = re.match(r"Found vars in model but not guide: \{(.*)\}", text)
+        if m and {v.strip().strip("'") for v in m.group(1).split(",")} <= deltas:
+            continue
+        if text not in seen:
+            seen.add(text)
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

@@ -4,11 +4,13 @@
 :func:`sample` declares a neural site inside a model; :class:`MLPGenerator` and
 :class:`ConvGenerator` are generators, :class:`Critic` and :class:`ConvCritic`
 critics for :class:`~probcausal.infer.WGANGP`, :class:`Encoder` an amortized
-posterior, and :class:`Frozen` plugs a pretrained module in as a constant.
+posterior (used by :class:`EncoderGuide`), and :class:`Frozen` plugs a
+pretrained module in as a constant.
 """
 
 from probcausal.nn.conv import ConvCritic, ConvGenerator
 from probcausal.nn.frozen import Frozen
+from probcausal.nn.guides import EncoderGuide
 from probcausal.nn.mlp import MLP, Critic, Encoder, MLPGenerator, flatten_values
 from probcausal.nn.sites import gumbel_softmax, one_hot, sample
 
@@ -18,6 +20,7 @@ __all__ = [
     "ConvGenerator",
     "Critic",
     "Encoder",
+    "EncoderGuide",
     "Frozen",
     "MLPGenerator",
     "flatten_values",

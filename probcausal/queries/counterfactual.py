@@ -116,7 +116,9 @@ def counterfactual(
     model_args, model_kwargs
         Arguments of the model.
     **engine_kwargs
-        ``num_warmup``, ``svi_steps``, ``svi_learning_rate``, ``guide``,
+        ``num_warmup``, ``svi_steps``, ``svi_learning_rate``, ``guide`` (an
+        autoguide, any guide, or an amortized :class:`~probcausal.nn.EncoderGuide`),
+        ``guide_params`` (trained guide parameters: sample the guide, no fitting),
         ``progress_bar``.
 
     Returns

@@ -137,8 +137,9 @@ def test_frozen_pretrained_image_generator_stays_unchanged_and_draws_under_do(
     d = jax.random.choice(k[0], 3, (4000,), p=probs)
     images = _bars(k[1], d)
     y = 2.0 * images[:, :4].mean((1, 2, 3)) + 0.1 * jax.random.normal(k[2], (4000,))
-    critic = pc.nn.ConvCritic("image", (8, 8, 1), context_features=1, channels=(8, 16),
-                              rngs=nnx.Rngs(2))
+    critic = pc.nn.ConvCritic(
+        "image", (8, 8, 1), context_features=1, channels=(8, 16), rngs=nnx.Rngs(2)
+    )
     gan = pc.infer.WGANGP(
         model,
         {("image", "y"): critic},
