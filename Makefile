@@ -21,13 +21,21 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m pytest -q -m "not slow"
 
-bench: $(STAMP)
+# PyTorch, for the side-by-side WGAN-GP benchmark, lives in its own environment.
+BENCH_TORCH := .bench/torch/bin/python
+
+$(BENCH_TORCH):
+	$(PY) -m venv .bench/torch
+	$(BENCH_TORCH) -m pip install --quiet torch==2.13.0 numpy
+
+bench: $(STAMP) $(BENCH_TORCH)
 	$(BIN)/python benchmarks/counterfactual.py
 	$(BIN)/python benchmarks/identification.py
+	$(BIN)/python benchmarks/adversarial.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check probcausal tests examples benchmarks
 	$(BIN)/ruff format --check probcausal tests examples benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .bench .pytest_cache build *.egg-info

@@ -12,13 +12,18 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 FAST_EXAMPLES = {"quickstart.py", "worlds.py", "probabilities_of_causation.py"}
+SLOW_PAGES = {"neural.md"}  # trains networks
 
 
 def python_blocks(path):
     return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "page",
+    [p if p.name not in SLOW_PAGES else pytest.param(p, marks=pytest.mark.slow) for p in PAGES],
+    ids=lambda p: p.name,
+)
 def test_page_code_runs(page, capsys):
     namespace = {"__name__": f"doc_{page.stem}"}
     for block in python_blocks(page):
