@@ -1,0 +1,1 @@
+"""The research systems built on the core: Modular-DCM (``modular_dcm``)."""
