@@ -19,7 +19,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 from numpyro.distributions import biject_to, constraints
-from numpyro.handlers import seed, substitute, trace
+from numpyro.handlers import condition, seed, substitute, trace
 
 from probcausal.errors import TrainingDataError
 from probcausal.handlers._stack import isolated
@@ -54,6 +54,10 @@ class WGANGP:
         distribution of its sites in the data and in the model.
     generator_optimizer, critic_optimizer : optax.GradientTransformation
         Default ``adam(1e-4, b1=0.5, b2=0.9)`` for both, as in WGAN-GP.
+    conditions : sequence of str
+        Sites clamped to data in the fake samples: each fake unit takes their
+        values from a data row (a conditional GAN, matching ``P(targets | do(conditions))``
+        when the conditions are the do-parents). Critics usually see them too.
     n_critic : int
         Critic updates per generator update.
     gp_weight : float
@@ -87,6 +91,7 @@ class WGANGP:
         *,
         generator_optimizer: optax.GradientTransformation | None = None,
         critic_optimizer: optax.GradientTransformation | None = None,
+        conditions: tuple[str, ...] = (),
         n_critic: int = 5,
         gp_weight: float = 10.0,
         batch_size: int = 256,
@@ -104,6 +109,8 @@ class WGANGP:
             self.critic_graphs.append((graphdef, state))
             self.critic_init.append(nnx.to_pure_dict(state))
         self.targets = tuple(sorted({n for s in self.sites for n in s}))
+        self.conditions = tuple(conditions)
+        self.data_sites = tuple(sorted(set(self.targets) | set(self.conditions)))
         self.generator_optimizer = generator_optimizer or optax.adam(1e-4, b1=0.5, b2=0.9)
         self.critic_optimizer = critic_optimizer or optax.adam(1e-4, b1=0.5, b2=0.9)
         self.n_critic = int(n_critic)
@@ -118,14 +125,14 @@ class WGANGP:
     def _inspect(self):
         with isolated():
             tr = trace(seed(self.model, 0)).get_trace(*self.model_args, **self.model_kwargs)
-        missing = [n for n in self.targets if n not in tr or tr[n]["type"] != "sample"]
+        missing = [n for n in self.data_sites if n not in tr or tr[n]["type"] != "sample"]
         if missing:
             sites = sorted(n for n, s in tr.items() if s["type"] == "sample")
             raise TrainingDataError(
-                f"the critics name sites {missing} that the model does not sample; "
-                f"its sample sites are {sites}"
+                f"the critics or conditions name sites {missing} that the model does not "
+                f"sample; its sample sites are {sites}"
             )
-        self.site_shapes = {n: tuple(jnp.shape(tr[n]["value"])) for n in self.targets}
+        self.site_shapes = {n: tuple(jnp.shape(tr[n]["value"])) for n in self.data_sites}
         self._init_params = {}
         self._transforms = {}
         for name, site in tr.items():
@@ -145,24 +152,42 @@ class WGANGP:
         """Unconstrained generator parameters -> the model's ``param`` values."""
         return {n: jax.tree.map(self._transforms[n], v) for n, v in params.items()}
 
-    def simulate(self, params: Mapping[str, Any], rng_key: jax.Array, num_samples: int):
+    def simulate(
+        self,
+        params: Mapping[str, Any],
+        rng_key: jax.Array,
+        num_samples: int,
+        given: Mapping[str, Any] | None = None,
+    ):
         """``num_samples`` joint draws of the target sites with ``params`` (the
-        constrained values, as in ``FitResult.params``)."""
+        constrained values, as in ``FitResult.params``); ``given`` holds one value
+        per sample of each condition site."""
         keys = jax.random.split(rng_key, num_samples)
-        return self._simulate(params, keys)
+        return self._simulate(params, keys, given)
 
-    def _simulate(self, params, keys):
-        def one(key):
+    def _simulate(self, params, keys, given=None):
+        def one(key, row):
             model = substitute(seed(self.model, key), data=params)
+            if row is not None:
+                model = condition(model, data=row)
             tr = trace(model).get_trace(*self.model_args, **self.model_kwargs)
             return {n: tr[n]["value"] for n in self.targets}
 
-        return jax.vmap(one)(keys)
+        return jax.vmap(one)(keys, given)
 
-    def sample(self, params: Mapping[str, Any], rng_key: jax.Array, num_samples: int) -> dict:
-        """Joint draws of every target site from the trained model."""
+    def sample(
+        self,
+        params: Mapping[str, Any],
+        rng_key: jax.Array,
+        num_samples: int,
+        given: Mapping[str, Any] | None = None,
+    ) -> dict:
+        """Joint draws of every target site from the trained model (with the
+        condition sites set to ``given``, one row per sample, if any)."""
+        if self.conditions and given is None:
+            raise ValueError(f"this model is conditional: pass given={{...}} for {self.conditions}")
         with isolated():
-            return jax.jit(self.simulate, static_argnums=2)(params, rng_key, num_samples)
+            return jax.jit(self.simulate, static_argnums=2)(params, rng_key, num_samples, given)
 
     # -- init / step / fit ----------------------------------------------------------
 
@@ -179,13 +204,14 @@ class WGANGP:
 
     def check_data(self, data: Mapping[str, Any]) -> dict:
         """Validate ``data`` (site -> ``(n, *shape)`` array) against the model."""
-        missing = [n for n in self.targets if n not in data]
+        missing = [n for n in self.data_sites if n not in data]
         if missing:
             raise TrainingDataError(
-                f"data has no values for the critics' sites {missing}; got {sorted(data)}"
+                f"data has no values for the critics' or conditions' sites {missing}; "
+                f"got {sorted(data)}"
             )
         out, lengths = {}, set()
-        for n in self.targets:
+        for n in self.data_sites:
             a = jnp.asarray(data[n], dtype=jnp.result_type(float))
             if a.shape[1:] != self.site_shapes[n]:
                 raise TrainingDataError(
@@ -235,9 +261,14 @@ class WGANGP:
         idx = jax.random.randint(key, (self.batch_size,), 0, n)
         return shard_batch({k: v[idx] for k, v in data.items()}, self._mesh)
 
-    def _fake(self, gparams, key):
-        keys = shard_batch(jax.random.split(key, self.batch_size), self._mesh)
-        return self._simulate(self.constrain(gparams), keys)
+    def _fake(self, gparams, key, data):
+        k_keys, k_rows = jax.random.split(key)
+        keys = shard_batch(jax.random.split(k_keys, self.batch_size), self._mesh)
+        given = None
+        if self.conditions:
+            given = self._batch({n: data[n] for n in self.conditions}, k_rows)
+        fake = self._simulate(self.constrain(gparams), keys, given)
+        return {**fake, **(given or {})}
 
     def step(self, state: WGANGPState, rng_key: jax.Array, data) -> tuple[WGANGPState, dict]:
         """``n_critic`` critic updates, then one generator update."""
@@ -247,7 +278,7 @@ class WGANGP:
             cparams, copt = carry
             k_real, k_fake, k_gp = jax.random.split(key, 3)
             real = self._batch(data, k_real)
-            fake = jax.lax.stop_gradient(self._fake(state.generator_params, k_fake))
+            fake = jax.lax.stop_gradient(self._fake(state.generator_params, k_fake, data))
             (loss, w), grads = jax.value_and_grad(self._critic_losses, has_aux=True)(
                 cparams, real, fake, k_gp
             )
@@ -261,7 +292,7 @@ class WGANGP:
         )
 
         def generator_loss(gparams, key):
-            fake = self._fake(gparams, key)
+            fake = self._fake(gparams, key, data)
             total = 0.0
             for i, sites in enumerate(self.sites):
                 total = total - self._critic(i, cparams[i])({n: fake[n] for n in sites}).mean()
