@@ -18,6 +18,7 @@ from probcausal.identification import (
     frontdoor_set,
     identify,
 )
+from probcausal.models.modular_dcm import ModularDCM
 from probcausal.queries import (
     CounterfactualResult,
     ate,
@@ -38,6 +39,7 @@ __all__ = [
     "ADMG",
     "CausalModel",
     "CounterfactualResult",
+    "ModularDCM",
     "MultiWorld",
     "NotIdentifiableError",
     "TwinWorld",

@@ -12,7 +12,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 FAST_EXAMPLES = {"quickstart.py", "worlds.py", "probabilities_of_causation.py"}
-SLOW_PAGES = {"neural.md"}  # trains networks
+SLOW_PAGES = {"neural.md", "modular_dcm.md"}  # train networks
 
 
 def python_blocks(path):

@@ -1,0 +1,90 @@
+"""ModularDCM: construction from an ADMG, identifiability check before sampling,
+and modular training on a front-door SCM with a latent confounder."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from numpyro.handlers import seed, trace
+
+import probcausal as pc
+from probcausal.models.modular_dcm import Continuous, Discrete, ModularDCM
+
+P_D = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])  # P(D | U)
+P_M = np.array([0.1, 0.5, 0.9])  # P(M = 1 | D)
+P_Y = np.array([[0.1, 0.6], [0.5, 0.9]])  # P(Y = 1 | M, U)
+FRONT_DOOR = pc.ADMG(directed=[("D", "M"), ("M", "Y")], bidirected=[("D", "Y")])
+
+
+def _simulate(key, n):
+    k = jax.random.split(key, 4)
+    u = jax.random.bernoulli(k[0], 0.5, (n,)).astype(int)
+    d = jax.random.categorical(k[1], jnp.log(jnp.asarray(P_D))[u])
+    m = jax.random.bernoulli(k[2], jnp.asarray(P_M)[d]).astype(int)
+    y = jax.random.bernoulli(k[3], jnp.asarray(P_Y)[m, u]).astype(int)
+    return {"D": d, "M": m, "Y": y}
+
+
+def _true_do():
+    """P(Y = 1 | do(D = d)) by enumeration of the SCM."""
+    return np.array(
+        [
+            sum((P_M[d] if m else 1 - P_M[d]) * 0.5 * (P_Y[m, 0] + P_Y[m, 1]) for m in (0, 1))
+            for d in range(3)
+        ]
+    )
+
+
+def test_model_has_one_generator_per_variable_and_a_shared_confounder_noise():
+    dcm = ModularDCM(FRONT_DOOR, {"D": Discrete(3), "M": Continuous(), "Y": Discrete(2)})
+    tr = trace(seed(dcm.model, 0)).get_trace()
+    assert tr["D"]["value"].shape == (3,) and tr["Y"]["value"].shape == (2,)
+    assert tr["M"]["value"].shape == ()
+    assert tr["U_D_Y"]["value"].shape == (4,)
+    hidden = ["U_D_Y", "D_noise", "M_noise", "Y_noise", "D_gumbel", "Y_gumbel"]
+    admg = pc.ADMG.from_model(dcm.model, hidden=hidden)
+    assert sorted(admg.di.edges) == sorted(FRONT_DOOR.di.edges)
+    assert sorted(tuple(sorted(e)) for e in admg.bi.edges) == [("D", "Y")]
+
+
+def test_non_identifiable_queries_are_refused_unless_allowed():
+    bow = pc.ADMG(directed=[("D", "Y")], bidirected=[("D", "Y")])
+    dcm = ModularDCM(bow, {"D": Discrete(3), "Y": Discrete(2)}, hidden=(8,))
+    with pytest.raises(
+        pc.NotIdentifiableError, match=r"P\(Y \| do\(D\)\) is not identifiable"
+    ) as e:
+        dcm.interventional({"D": 0}, 10, jax.random.key(0))
+    assert "allow_unidentifiable=True" in e.value.__notes__[0]
+    draws = dcm.interventional({"D": 0}, 10, jax.random.key(0), allow_unidentifiable=True)
+    assert draws["Y"].shape == (10,) and set(np.unique(draws["D"])) == {0}
+
+
+def test_bad_variables_and_data_are_named():
+    with pytest.raises(ValueError, match=r"variables gives no type for \['Y'\]"):
+        ModularDCM(FRONT_DOOR, {"D": Discrete(3), "M": Discrete(2)})
+    dcm = ModularDCM(FRONT_DOOR, {"D": Discrete(3), "M": Discrete(2), "Y": Discrete(2)})
+    with pytest.raises(pc.errors.TrainingDataError, match="'Z', which is no variable"):
+        dcm.encode({"Z": jnp.zeros(3)})
+
+
+@pytest.mark.slow
+def test_modular_training_recovers_the_front_door_interventional():
+    data = _simulate(jax.random.key(0), 20000)
+    naive = np.array([float(data["Y"][data["D"] == d].mean()) for d in range(3)])
+    dcm = ModularDCM(
+        FRONT_DOOR, {"D": Discrete(3), "M": Discrete(2), "Y": Discrete(2)}, hidden=(32, 32)
+    )
+    assert [m.variables for m in dcm.modules()] == [("M",), ("D", "Y")]
+    history = dcm.fit(
+        data, steps=1500, rng_key=jax.random.key(1), learning_rate=1e-3, progress=False
+    )
+    assert set(history) == {("M",), ("D", "Y")}
+    learned = np.array(
+        [float(dcm.interventional({"D": d}, 4000, jax.random.key(2))["Y"].mean()) for d in range(3)]
+    )
+    truth = _true_do()
+    tv_learned = np.abs(learned - truth).mean()  # binary Y: TV = |p - q|
+    tv_naive = np.abs(naive - truth).mean()
+    # naive TV is ~0.12; Monte Carlo error of each learned p at 4000 draws is ~0.008
+    assert tv_naive > 0.1
+    assert tv_learned < 0.5 * tv_naive
