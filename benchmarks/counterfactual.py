@@ -23,7 +23,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import probcausal as pc  # noqa: E402
-from tests.models import encouragement  # noqa: E402
+from tests.scms import encouragement  # noqa: E402
 
 
 @jax.jit

@@ -9,7 +9,7 @@ from numpyro.infer.util import log_density
 
 import probcausal as pc
 from probcausal.errors import InterventionShapeError, SeedRequiredError, UnknownSiteError
-from tests.models import encouragement
+from tests.scms import encouragement
 
 
 def plated(n=5):

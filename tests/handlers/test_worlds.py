@@ -9,7 +9,7 @@ from numpyro.infer.util import log_density
 
 import probcausal as pc
 from probcausal.errors import SeedRequiredError, WorldDimError
-from tests.models import encouragement
+from tests.scms import encouragement
 
 
 def mixed(n=4):

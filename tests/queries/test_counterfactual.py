@@ -14,7 +14,7 @@ from probcausal.errors import (
     MissingMechanismError,
     UnknownSiteError,
 )
-from tests.models import binary, encouragement, partial
+from tests.scms import binary, encouragement, partial
 
 KEY = jax.random.PRNGKey(0)
 

@@ -5,7 +5,7 @@ import numpyro.distributions as dist
 import pytest
 
 import probcausal as pc
-from tests.models import binary, mediation_model
+from tests.scms import binary, mediation_model
 
 KEY = jax.random.PRNGKey(0)
 

@@ -6,7 +6,7 @@ import numpyro
 import numpyro.distributions as dist
 
 import probcausal as pc
-from tests.models import encouragement, partial
+from tests.scms import encouragement, partial
 
 matplotlib.use("Agg")
 KEY = jax.random.PRNGKey(0)
