@@ -212,11 +212,11 @@ def test_conditions_clamp_do_parents_to_data():
         model,
         {("x", "y"): pc.nn.Critic(2, hidden=(32,), rngs=nnx.Rngs(1))},
         conditions=("x",),
-        generator_optimizer=optax.adam(2e-3, b1=0.5, b2=0.9),
+        generator_optimizer=optax.adam(optax.cosine_decay_schedule(2e-3, 2000), b1=0.5, b2=0.9),
         critic_optimizer=optax.adam(2e-3, b1=0.5, b2=0.9),
         batch_size=128,
     )
-    result = gan.fit(data, 1500, rng_key=jax.random.key(1), progress=False, chunk_size=500)
+    result = gan.fit(data, 2000, rng_key=jax.random.key(1), progress=False, chunk_size=500)
     given = {"x": jnp.full((2000,), 1.5)}
     y = gan.sample(result.params, jax.random.key(2), 2000, given=given)["y"]
     # truth N(3, 0.2); the tolerance allows for an imperfect adversarial fit
