@@ -14,6 +14,8 @@ method             used when (``method="auto"``)
 ``"nuts"``         all latent ancestors continuous (default)
 ``"svi"``          on request, for many units (optax, an autoguide)
 ``"gibbs"``        discrete and continuous latent ancestors (DiscreteHMCGibbs)
+``"rejection"``    on request: prior draws whose evidence sites match exactly
+                   (deterministic sites such as neural Gumbel-max ones)
 =================  ==========================================================
 """
 
@@ -39,7 +41,7 @@ from probcausal.handlers._stack import isolated
 
 __all__ = ["METHODS", "SiteInfo", "choose_method", "model_info", "posterior_latents"]
 
-METHODS = ("auto", "exact", "enumeration", "nuts", "svi", "gibbs")
+METHODS = ("auto", "exact", "enumeration", "nuts", "svi", "gibbs", "rejection")
 _MAX_ENUMERATION = 1 << 14
 _MVN_MAX_DIM = 256
 
@@ -240,6 +242,43 @@ def _enumerate(model, info, evidence, latents, key, num_samples, args, kwargs):
     return {n: jnp.asarray(configs[:, i])[idx].astype(jnp.int32) for i, n in enumerate(latents)}
 
 
+def _rejection(model, info, evidence, latents, key, num_samples, args, kwargs, max_draws, atol):
+    """Exact posterior draws by rejection: run the model forward from the prior and
+    keep the runs whose evidence sites equal the evidence (within ``atol``)."""
+    from numpyro.distributions import Delta
+
+    noisy = [n for n in evidence if not issubclass(info[n].family, Delta)]
+    if noisy:
+        raise AbductionError(
+            f"method='rejection' matches the evidence exactly, so the evidence sites must "
+            f"be deterministic (Delta) sites; {noisy} have a density. Use method='auto'."
+        )
+    chunk = min(max_draws, max(4 * num_samples, 10_000))
+    sites = sorted(set(latents) | set(evidence))
+    draw = jax.jit(
+        lambda k: Predictive(model, num_samples=chunk, return_sites=sites)(k, *args, **kwargs)
+    )
+    kept = {n: [] for n in latents}
+    accepted = drawn = 0
+    while accepted < num_samples and drawn < max_draws:
+        s = draw(jax.random.fold_in(key, drawn))
+        ok = np.ones(chunk, dtype=bool)
+        for n, v in evidence.items():
+            diff = jnp.abs(s[n] - jnp.asarray(v, s[n].dtype)).reshape(chunk, -1)
+            ok &= np.asarray(jnp.all(diff <= atol, axis=1))
+        for n in latents:
+            kept[n].append(np.asarray(s[n])[ok])
+        accepted += int(ok.sum())
+        drawn += chunk
+    if accepted < num_samples:
+        raise AbductionError(
+            f"method='rejection': {accepted} of {drawn} prior draws matched the evidence "
+            f"{sorted(evidence)}, fewer than num_samples={num_samples}. Raise "
+            "`max_draws`, ask for fewer samples, or give less specific evidence."
+        )
+    return {n: jnp.asarray(np.concatenate(kept[n])[:num_samples]) for n in latents}
+
+
 def posterior_latents(
     model: Callable,
     info: Mapping[str, SiteInfo],
@@ -257,6 +296,8 @@ def posterior_latents(
     guide: Callable | None = None,
     guide_params: Mapping[str, Any] | None = None,
     progress_bar: bool = False,
+    max_draws: int = 1_000_000,
+    atol: float = 1e-5,
 ) -> dict[str, jax.Array]:
     """Posterior samples, ``(num_samples, *shape)`` per site, of ``latents`` given
     ``evidence`` under ``model``, by ``method`` (already resolved)."""
@@ -265,6 +306,20 @@ def posterior_latents(
         return {}
     if method == "enumeration":
         return _enumerate(model, info, evidence, latents, rng_key, num_samples, model_args, kwargs)
+    if method == "rejection":
+        with isolated():
+            return _rejection(
+                model,
+                info,
+                evidence,
+                latents,
+                rng_key,
+                num_samples,
+                model_args,
+                kwargs,
+                max_draws,
+                atol,
+            )
     inner = _inference_model(model, info, evidence, latents, model_args, kwargs)
     with isolated():
         if method in ("nuts", "gibbs"):

@@ -64,6 +64,11 @@ class WGANGP:
         Weight of the gradient penalty.
     batch_size : int
         Real and fake samples per update.
+    pack : int
+        PacGAN packing: each critic input is ``pack`` samples, so critics are
+        called on ``site -> (batch / pack, pack, *event)`` (a flattening critic
+        such as :class:`~probcausal.nn.Critic` then takes ``pack`` times the
+        features). Packing makes missing modes visible to the critic.
     model_args, model_kwargs
         Arguments of the model.
 
@@ -95,9 +100,13 @@ class WGANGP:
         n_critic: int = 5,
         gp_weight: float = 10.0,
         batch_size: int = 256,
+        pack: int = 1,
         model_args: tuple = (),
         model_kwargs: Mapping[str, Any] | None = None,
     ):
+        if pack < 1 or batch_size % pack:
+            raise ValueError(f"pack={pack} must be a positive divisor of batch_size={batch_size}")
+        self.pack = int(pack)
         if not critics:
             raise ValueError("WGANGP needs at least one critic: {site or (sites...): critic}")
         self.model = model
@@ -240,10 +249,10 @@ class WGANGP:
         keys = jax.random.split(key, len(self.sites))
         for i, sites in enumerate(self.sites):
             critic = self._critic(i, critic_params[i])
-            r = {n: real[n] for n in sites}
-            f = {n: fake[n] for n in sites}
+            r = self._pack({n: real[n] for n in sites})
+            f = self._pack({n: fake[n] for n in sites})
             d_real, d_fake = critic(r).mean(), critic(f).mean()
-            eps = jax.random.uniform(keys[i], (self.batch_size,))
+            eps = jax.random.uniform(keys[i], (self.batch_size // self.pack,))
             mix = {
                 n: eps.reshape((-1,) + (1,) * (r[n].ndim - 1)) * r[n]
                 + (1 - eps.reshape((-1,) + (1,) * (r[n].ndim - 1))) * f[n]
@@ -255,6 +264,13 @@ class WGANGP:
             total = total + d_fake - d_real + self.gp_weight * gp
             w_dist = w_dist + d_real - d_fake
         return total, w_dist
+
+    def _pack(self, values):
+        """PacGAN: ``pack`` samples per critic input, ``(batch, *event)`` ->
+        ``(batch / pack, pack, *event)``."""
+        if self.pack == 1:
+            return values
+        return {n: v.reshape((-1, self.pack) + v.shape[1:]) for n, v in values.items()}
 
     def _batch(self, data, key):
         n = next(iter(data.values())).shape[0]
@@ -295,7 +311,8 @@ class WGANGP:
             fake = self._fake(gparams, key, data)
             total = 0.0
             for i, sites in enumerate(self.sites):
-                total = total - self._critic(i, cparams[i])({n: fake[n] for n in sites}).mean()
+                packed = self._pack({n: fake[n] for n in sites})
+                total = total - self._critic(i, cparams[i])(packed).mean()
             return total
 
         gloss, grads = jax.value_and_grad(generator_loss)(state.generator_params, k_gen)

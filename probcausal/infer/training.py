@@ -11,6 +11,7 @@ the same result as an uninterrupted one.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,11 @@ class FitResult:
     state: Any
     params: Any
     metrics: dict[str, np.ndarray] = field(default_factory=dict)
+    #: wall-clock seconds of the first chunk of each length (jit compilation
+    #: included), and steps per second over the chunks that reused a compiled
+    #: program (``None`` when every chunk compiled)
+    compile_seconds: float = 0.0
+    steps_per_second: float | None = None
 
     @property
     def losses(self) -> np.ndarray:
@@ -247,14 +253,26 @@ def fit(
     run_chunk = jax.jit(run_chunk, static_argnums=4)
     chunks = {k: [np.asarray(v)] for k, v in history.items()}
     bar = tqdm(total=num_steps, initial=start, desc=description, disable=not progress)
+    compiled, compile_seconds, steady_steps, steady_seconds = set(), 0.0, 0, 0.0
     try:
         done = start
         while done < num_steps:
             boundary = min(num_steps, (done // chunk_size + 1) * chunk_size)
             if ckpt is not None:
                 boundary = min(boundary, (done // every + 1) * every)
+            t0 = time.perf_counter()
             new_state, metrics = run_chunk(state, key, data, jnp.int32(done), boundary - done)
             metrics = {k: np.asarray(v) for k, v in metrics.items()}
+            jax.block_until_ready(new_state)
+            seconds = time.perf_counter() - t0
+            if boundary - done in compiled:
+                steady_steps, steady_seconds = (
+                    steady_steps + boundary - done,
+                    steady_seconds + seconds,
+                )
+            else:
+                compiled.add(boundary - done)
+                compile_seconds += seconds
             _check_finite(metrics, new_state, done, description, last_saved)
             state = new_state
             for k, v in metrics.items():
@@ -271,7 +289,13 @@ def fit(
         if ckpt is not None:
             ckpt.close()
     metrics = {k: np.concatenate(v) for k, v in chunks.items()}
-    return FitResult(state=state, params=params_fn(state), metrics=metrics)
+    return FitResult(
+        state=state,
+        params=params_fn(state),
+        metrics=metrics,
+        compile_seconds=compile_seconds,
+        steps_per_second=steady_steps / steady_seconds if steady_steps else None,
+    )
 
 
 def _check_finite(metrics, state, first, description, last_saved):

@@ -53,7 +53,9 @@ class MLPGenerator(nnx.Module):
 
     ``context`` is the flattened, concatenated parents ``(..., context_features)``;
     ``u`` the site's own noise ``(..., noise_features)``. With ``num_classes`` the
-    output is logits over the classes (see :func:`probcausal.nn.sample`).
+    output is logits over the classes (see :func:`probcausal.nn.sample`);
+    ``output`` maps the last layer (for example ``jax.nn.sigmoid`` for images with
+    values in (0, 1)).
 
     Examples
     --------
@@ -73,8 +75,10 @@ class MLPGenerator(nnx.Module):
         out_shape: Sequence[int] = (),
         hidden: Sequence[int] = (64, 64),
         activation: Callable = nnx.leaky_relu,
+        output: Callable | None = None,
         rngs: nnx.Rngs,
     ):
+        self.output = output
         self.out_shape = tuple(out_shape)
         self.context_features = context_features
         self.noise_features = noise_features
@@ -91,7 +95,8 @@ class MLPGenerator(nnx.Module):
 
     def __call__(self, context: jax.Array, noise: jax.Array) -> jax.Array:
         h = jnp.concatenate([context, noise], axis=-1)  # (..., C + K)
-        return self.net(h).reshape(h.shape[:-1] + self.out_shape)  # (..., *out_shape)
+        out = self.net(h).reshape(h.shape[:-1] + self.out_shape)  # (..., *out_shape)
+        return out if self.output is None else self.output(out)
 
 
 class Critic(nnx.Module):

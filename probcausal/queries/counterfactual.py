@@ -111,15 +111,17 @@ def counterfactual(
         PRNG key. The same key gives the same answer.
     num_samples : int
         Posterior draws.
-    method : {"auto", "exact", "enumeration", "nuts", "svi", "gibbs"}
-        Abduction engine for latent ancestors of the evidence.
+    method : {"auto", "exact", "enumeration", "nuts", "svi", "gibbs", "rejection"}
+        Abduction engine for latent ancestors of the evidence. ``"rejection"``
+        keeps the prior runs that reproduce the evidence exactly: for evidence on
+        deterministic sites (neural Gumbel-max sites), with ``max_draws``.
     model_args, model_kwargs
         Arguments of the model.
     **engine_kwargs
         ``num_warmup``, ``svi_steps``, ``svi_learning_rate``, ``guide`` (an
         autoguide, any guide, or an amortized :class:`~probcausal.nn.EncoderGuide`),
         ``guide_params`` (trained guide parameters: sample the guide, no fitting),
-        ``progress_bar``.
+        ``progress_bar``, ``max_draws`` and ``atol`` (rejection).
 
     Returns
     -------

@@ -229,3 +229,45 @@ def test_engine_that_cannot_handle_discrete_latents():
         pc.counterfactual(binary, {"y": 1}, {"x": 0}, rng_key=KEY, method="exact")
     with pytest.raises(ValueError, match="unknown abduction method"):
         pc.counterfactual(binary, {"y": 1}, {"x": 0}, rng_key=KEY, method="magic")
+
+
+def _deterministic_model():
+    """A latent class z and two deterministic (Delta) children of it."""
+    z = numpyro.sample("z", dist.Categorical(jnp.array([0.2, 0.3, 0.5])))
+    x = numpyro.sample("x", dist.Delta((z >= 1).astype(jnp.float32)))
+    numpyro.sample("y", dist.Delta(2.0 * z + x))
+
+
+def test_rejection_abduction_matches_enumeration_on_deterministic_evidence():
+    kw = dict(rng_key=jax.random.key(0), num_samples=20_000)
+    exact = pc.counterfactual(_deterministic_model, {"x": 1.0}, {"x": 0.0}, **kw)
+    rejected = pc.counterfactual(
+        _deterministic_model, {"x": 1.0}, {"x": 0.0}, method="rejection", **kw
+    )
+    assert exact.method == "enumeration" and rejected.method == "rejection"
+    # P(z = 2 | x = 1) = 0.5 / 0.8; y under do(x=0) is 2z
+    assert float((exact["y"] == 4.0).mean()) == pytest.approx(0.625, abs=0.02)
+    sd = np.sqrt(0.625 * 0.375 / 20_000)
+    assert float((rejected["y"] == 4.0).mean()) == pytest.approx(0.625, abs=5 * sd)
+    assert set(np.unique(rejected["y"]).tolist()) == {2.0, 4.0}
+
+
+def test_rejection_abduction_errors_name_the_fix():
+    def noisy():
+        z = numpyro.sample("z", dist.Normal(0, 1))
+        numpyro.sample("y", dist.Normal(z, 1))
+
+    with pytest.raises(pc.errors.AbductionError, match=r"\['y'\] have a density"):
+        pc.counterfactual(
+            noisy, {"y": 1.0}, {"z": 0.0}, rng_key=jax.random.key(0), method="rejection"
+        )
+    with pytest.raises(pc.errors.AbductionError, match="Raise `max_draws`"):
+        pc.counterfactual(
+            _deterministic_model,
+            {"x": 0.0},
+            {"x": 1.0},
+            rng_key=jax.random.key(0),
+            num_samples=5000,
+            method="rejection",
+            max_draws=10_000,
+        )

@@ -10,6 +10,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import optax
@@ -21,7 +22,7 @@ from probcausal.errors import TrainingDataError
 from probcausal.identification import ADMG, NotIdentifiableError, identify
 from probcausal.infer.adversarial import WGANGP
 from probcausal.models.modular_dcm.order import TrainingModule, training_modules
-from probcausal.queries import interventional
+from probcausal.queries import counterfactual, interventional
 
 __all__ = ["Continuous", "Discrete", "Image", "ModularDCM"]
 
@@ -68,6 +69,25 @@ class Image:
         return h * w * c
 
 
+class _Featurized(nnx.Module):
+    """A critic that sees ``features[site](value)`` in place of some sites' values."""
+
+    def __init__(self, critic, features, shapes):
+        self.critic = critic
+        self.features = features
+        self.shapes = shapes
+
+    def __call__(self, values):
+        out = {}
+        for n, v in values.items():
+            if n in self.features:
+                lead = v.shape[: v.ndim - len(self.shapes[n])]
+                f = self.features[n](v.reshape((-1, *self.shapes[n])))
+                v = f.reshape(lead + f.shape[1:])
+            out[n] = v
+        return self.critic(out)
+
+
 def _edge_name(u, v) -> str:
     a, b = sorted((str(u), str(v)))
     return f"U_{a}_{b}"
@@ -87,6 +107,15 @@ class ModularDCM:
         Sizes of each variable's own noise and of each confounder's noise.
     hidden : tuple of int
         Hidden layers of the MLP generators.
+    image_networks : {"conv", "mlp"}
+        Generators and critics of image variables: convolutional
+        (:class:`~probcausal.nn.ConvGenerator`, :class:`~probcausal.nn.ConvCritic`)
+        or MLPs on the flattened pixels (cheaper for small images on a CPU).
+    generators : dict, optional
+        Variable -> a generator of your own, ``G(context, u)`` with
+        ``context_features`` and ``noise_features`` attributes; the context is the
+        parents' values (flattened, in the model's topological order) followed by
+        the variable's confounder noises.
     seed : int
         Seed of the generators' initial weights.
 
@@ -108,11 +137,19 @@ class ModularDCM:
         noise_dim: int = 4,
         confounder_dim: int = 4,
         hidden: tuple = (64, 64),
+        image_networks: str = "conv",
+        generators: Mapping[str, Any] | None = None,
         seed: int = 0,
     ):
+        if image_networks not in ("conv", "mlp"):
+            raise ValueError(f"image_networks must be 'conv' or 'mlp', got {image_networks!r}")
+        self.image_networks = image_networks
         missing = [v for v in graph.nodes if v not in variables]
         if missing:
             raise ValueError(f"variables gives no type for {missing}; every node needs one")
+        extra = sorted(map(str, set(generators or {}) - set(graph.nodes)))
+        if extra:
+            raise ValueError(f"generators names {extra}, which are no variables of the graph")
         self.graph = graph
         self.variables = dict(variables)
         self.order = graph.topological_order()
@@ -124,14 +161,35 @@ class ModularDCM:
             spec = self.variables[v]
             context = sum(self.variables[p].features for p in self._parents(v))
             context += confounder_dim * len(self._confounders_of(v))
-            if isinstance(spec, Image):
+            if generators and v in generators:
+                gen = generators[v]
+                size = getattr(gen, "context_features", context)
+                if size != context:
+                    raise ValueError(
+                        f"the generator given for '{v}' takes context_features={size}, but "
+                        f"'{v}' has {context} context features (its parents "
+                        f"{self._parents(v)} and {len(self._confounders_of(v))} confounder "
+                        f"noises of size {confounder_dim})"
+                    )
+            elif isinstance(spec, Image) and image_networks == "conv":
                 gen = pnn.ConvGenerator(context, noise_dim, image_shape=spec.shape, rngs=rngs)
+            elif isinstance(spec, Image):
+                gen = pnn.MLPGenerator(
+                    context,
+                    noise_dim,
+                    out_shape=spec.shape,
+                    hidden=hidden,
+                    output=jax.nn.sigmoid,
+                    rngs=rngs,
+                )
             else:
                 gen = pnn.MLPGenerator(
                     context, noise_dim, out_shape=spec.shape, hidden=hidden, rngs=rngs
                 )
             self.generators[v] = gen
         self.params: dict = {}
+        #: per trained module: jit compile seconds and steady-state steps per second
+        self.timings: dict = {}
 
     def _parents(self, v):
         index = {n: i for i, n in enumerate(self.order)}
@@ -165,6 +223,19 @@ class ModularDCM:
             )
         return values
 
+    def generator(self, variable) -> nnx.Module:
+        """The generator of ``variable`` as a Flax NNX module holding its trained
+        weights (a copy: e.g. to plug it into another model, frozen)."""
+        gen = self.generators[variable]
+        if isinstance(gen, pnn.Frozen):
+            return nnx.merge(gen.graphdef, gen.state)
+        graphdef, params, rest = nnx.split(gen, nnx.Param, nnx.Not(nnx.Param))
+        params = jax.tree.map(lambda a: jnp.array(a, copy=True), params)
+        trained = self.params.get(f"{variable}_net$params")
+        if trained is not None:
+            nnx.replace_by_pure_dict(params, trained)
+        return nnx.merge(graphdef, params, rest)
+
     def modules(self, pretrained=()) -> list[TrainingModule]:
         """The training modules in order (see :func:`training_modules`)."""
         return training_modules(self.graph, pretrained)
@@ -180,17 +251,29 @@ class ModularDCM:
             out[v] = pnn.one_hot(a, spec.num_classes) if isinstance(spec, Discrete) else a
         return out
 
-    def _critic(self, sites, seed):
+    def _critic(self, sites, seed, pack=1, features=None):
+        features = {s: f for s, f in (features or {}).items() if s in sites}
+        if features:
+            sizes = {}
+            for s, f in features.items():
+                probe = jnp.zeros((1, *self.variables[s].shape))
+                sizes[s] = int(np.prod(jax.eval_shape(f, probe).shape[1:]))
+            rest = sum(self.variables[s].features for s in sites if s not in features)
+            critic = pnn.Critic(pack * (rest + sum(sizes.values())), rngs=nnx.Rngs(seed))
+            shapes = {s: self.variables[s].shape for s in features}
+            return _Featurized(critic, features, shapes)
         images = [s for s in sites if isinstance(self.variables[s], Image)]
         if len(images) > 1:
             raise NotImplementedError(f"one image per module, got {images}")
         rngs = nnx.Rngs(seed)
-        if images:
+        if images and self.image_networks == "conv":
+            if pack > 1:
+                raise ValueError("pack > 1 needs MLP critics: pass image_networks='mlp'")
             rest = sum(self.variables[s].features for s in sites if s not in images)
             return pnn.ConvCritic(
                 images[0], self.variables[images[0]].shape, context_features=rest, rngs=rngs
             )
-        return pnn.Critic(sum(self.variables[s].features for s in sites), rngs=rngs)
+        return pnn.Critic(pack * sum(self.variables[s].features for s in sites), rngs=rngs)
 
     def fit(
         self,
@@ -201,44 +284,69 @@ class ModularDCM:
         pretrained: Mapping[str, nnx.Module] | None = None,
         batch_size: int = 256,
         n_critic: int = 5,
+        pack: int = 1,
+        critic_features: Mapping[str, Any] | None = None,
         learning_rate: float = 1e-4,
         checkpoint_dir: str | None = None,
         resume: bool = False,
         progress: bool = True,
         mesh=None,
+        train=None,
     ) -> dict:
         """Train the modules in order, each by WGAN-GP for ``steps`` steps, matching
         ``P(matched | do(do_parents))`` with the do-parents clamped to data and the
         earlier modules frozen. ``pretrained`` maps variables (each its own
         c-component) to trained generators plugged in frozen.
 
+        ``pack`` samples make one critic input (PacGAN, as the paper's critics;
+        against mode dropping). ``critic_features`` maps variables (images) to
+        fixed differentiable functions ``f(values (n, *shape)) -> (n, k)``: critics
+        compare ``f(value)`` instead of the raw value, so a module downstream of a
+        pretrained generator is matched on what its mechanisms read from the
+        image (a classifier's probabilities, say), not on how realistic the
+        pretrained images are. ``train`` limits training to the modules holding
+        these variables (default: every module); the others keep their current
+        parameters.
+
         Returns the metrics of each trained module, keyed by its variables.
         """
         pretrained = dict(pretrained or {})
+        if train is not None:
+            train = {train} if isinstance(train, str) else set(train)
+            unknown = sorted(map(str, train - set(self.order)))
+            if unknown:
+                raise ValueError(f"train names {unknown}, which are no variables of the graph")
         for v, module in pretrained.items():
             self.generators[v] = pnn.Frozen(module)
         data = self.encode(data)
         history = {}
         for i, module in enumerate(self.modules(pretrained)):
-            if module.pretrained:
+            if module.pretrained or (train is not None and not train & set(module.variables)):
                 continue
-            train = {f"{v}_net$params" for v in module.variables}
+            trainable = {f"{v}_net$params" for v in module.variables}
             others = [
                 f"{v}_net$params"
                 for v in self.order
-                if f"{v}_net$params" not in train and v not in pretrained
+                if f"{v}_net$params" not in trainable and v not in pretrained
             ]
             fixed = block(substitute(self.model, data=self.params), hide=others)
             sites = tuple(module.matches) + tuple(module.do_parents)
-            opt = optax.adam(learning_rate, b1=0.5, b2=0.9)
+
+            # decaying steps let the adversarial game settle instead of oscillating;
+            # the critic's optimizer counts n_critic updates per step
+            def adam(updates):
+                schedule = optax.cosine_decay_schedule(learning_rate, updates, alpha=0.05)
+                return optax.adam(schedule, b1=0.5, b2=0.9)
+
             gan = WGANGP(
                 fixed,
-                {sites: self._critic(sites, i)},
+                {sites: self._critic(sites, i, pack, critic_features)},
                 conditions=tuple(module.do_parents),
-                generator_optimizer=opt,
-                critic_optimizer=opt,
+                generator_optimizer=adam(steps),
+                critic_optimizer=adam(steps * n_critic),
                 n_critic=n_critic,
                 batch_size=batch_size,
+                pack=pack,
             )
             result = gan.fit(
                 {s: data[s] for s in sites},
@@ -254,6 +362,10 @@ class ModularDCM:
             )
             self.params.update(result.params)
             history[module.variables] = result.metrics
+            self.timings[module.variables] = {
+                "compile_seconds": result.compile_seconds,
+                "steps_per_second": result.steps_per_second,
+            }
         return history
 
     def interventional(
@@ -275,15 +387,7 @@ class ModularDCM:
         treatment = list(actions)
         outcome = [v for v in self.order if v not in actions] if outcome is None else outcome
         outcome = [outcome] if isinstance(outcome, str) else list(outcome)
-        if not allow_unidentifiable:
-            try:
-                identify(self.graph, treatment, outcome)
-            except NotIdentifiableError as e:
-                e.add_note(
-                    "The trained model would answer it arbitrarily; pass "
-                    "allow_unidentifiable=True to sample it anyway."
-                )
-                raise
+        self._identified(treatment, outcome, allow_unidentifiable)
         encoded = self.encode(actions)
         draws = interventional(
             substitute(self.model, data=self.params),
@@ -291,7 +395,66 @@ class ModularDCM:
             rng_key=rng_key,
             num_samples=num_samples,
         )
+        return self._labels(draws)
+
+    def _identified(self, treatment, outcome, allow_unidentifiable):
+        if not treatment or allow_unidentifiable:
+            return
+        try:
+            identify(self.graph, treatment, outcome)
+        except NotIdentifiableError as e:
+            e.add_note(
+                "The trained model would answer it arbitrarily; pass "
+                "allow_unidentifiable=True to sample it anyway."
+            )
+            raise
+
+    def _labels(self, draws):
         return {
             v: jnp.argmax(draws[v], -1) if isinstance(self.variables[v], Discrete) else draws[v]
             for v in self.order
+            if v in draws
         }
+
+    def counterfactual(
+        self,
+        evidence: Mapping[str, Any],
+        actions: Mapping[str, Any],
+        num_samples: int,
+        rng_key: jax.Array,
+        *,
+        outcome=None,
+        max_draws: int = 1_000_000,
+        allow_unidentifiable: bool = False,
+    ) -> dict:
+        """Samples of the variables in the world ``do(actions)`` of units whose
+        factual values match ``evidence`` (discrete variables, integer labels):
+        :func:`probcausal.counterfactual` on the trained model, the posterior of
+        the exogenous noise (own and shared) by rejection, both worlds sharing it.
+        For example ``counterfactual({"D": 0}, {"D": 2}, ...)`` samples
+        ``Y_{D=2} | D = 0`` (the effect of treatment on the treated).
+
+        Counterfactual identification (ID*) is not checked: the interventional part
+        ``P(outcome | do(actions))`` is, as a necessary condition. The answer is the
+        true one when the counterfactual is identifiable (such as the effect of
+        treatment on the treated in a front-door graph).
+        """
+        continuous = [v for v in evidence if not isinstance(self.variables.get(v), Discrete)]
+        if continuous:
+            raise ValueError(
+                f"counterfactual evidence must be on discrete variables (matched exactly "
+                f"by rejection); {continuous} are not discrete"
+            )
+        outcome = [v for v in self.order if v not in actions] if outcome is None else outcome
+        outcome = [outcome] if isinstance(outcome, str) else list(outcome)
+        self._identified(list(actions), outcome, allow_unidentifiable)
+        cf = counterfactual(
+            substitute(self.model, data=self.params),
+            self.encode(evidence),
+            self.encode(actions),
+            rng_key=rng_key,
+            num_samples=num_samples,
+            method="rejection",
+            max_draws=max_draws,
+        )
+        return self._labels(cf)
