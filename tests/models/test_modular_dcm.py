@@ -167,3 +167,23 @@ def test_train_selects_modules_and_generator_returns_trained_weights():
 
     via_model = seed(sub(call, data=dcm.params), 0)()
     np.testing.assert_allclose(g(ctx, u), via_model, rtol=1e-6)
+
+
+def test_image_variables_get_convolutional_networks():
+    from probcausal.models.modular_dcm import Image
+
+    graph = pc.ADMG(directed=[("D", "I")])
+    dcm = ModularDCM(graph, {"D": Discrete(2), "I": Image((8, 8, 1))}, hidden=(8,))
+    assert isinstance(dcm.generators["I"], pc.nn.ConvGenerator)
+    tr = trace(seed(dcm.model, 0)).get_trace()
+    assert tr["I"]["value"].shape == (8, 8, 1)
+    d = jax.random.bernoulli(jax.random.key(0), 0.5, (64,)).astype(int)
+    data = {"D": d, "I": jnp.broadcast_to(d[:, None, None, None] * 0.8, (64, 8, 8, 1))}
+    with pytest.raises(ValueError, match="pack > 1 needs MLP critics"):
+        dcm.fit(data, steps=1, rng_key=jax.random.key(0), train=["I"], pack=2, progress=False)
+    history = dcm.fit(
+        data, steps=2, rng_key=jax.random.key(0), train=["I"], batch_size=16, progress=False
+    )
+    assert list(history) == [("I",)] and np.isfinite(history[("I",)]["loss"]).all()
+    draws = dcm.interventional({"D": 1}, 5, jax.random.key(1))
+    assert draws["I"].shape == (5, 8, 8, 1)
