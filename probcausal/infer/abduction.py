@@ -253,11 +253,25 @@ def _rejection(model, info, evidence, latents, key, num_samples, args, kwargs, m
             f"method='rejection' matches the evidence exactly, so the evidence sites must "
             f"be deterministic (Delta) sites; {noisy} have a density. Use method='auto'."
         )
+    from probcausal.queries._program import compiled, signature, split_static
+
     chunk = min(max_draws, max(4 * num_samples, 10_000))
     sites = sorted(set(latents) | set(evidence))
-    draw = jax.jit(
-        lambda k: Predictive(model, num_samples=chunk, return_sites=sites)(k, *args, **kwargs)
+    arg_dyn, arg_key, arg_rebuild = split_static((tuple(args), dict(kwargs)), False)
+
+    def build():
+        def run(key, arg_leaves):
+            a, kw = arg_rebuild(arg_leaves)
+            return Predictive(model, num_samples=chunk, return_sites=sites)(key, *a, **kw)
+
+        return run
+
+    # cached per model and shapes, as the query programs are: repeated queries
+    # on one model compile once
+    program = compiled(
+        ("rejection", model, chunk, tuple(sites), arg_key, signature(arg_dyn)), build
     )
+    draw = lambda k: program(k, arg_dyn)
     kept = {n: [] for n in latents}
     accepted = drawn = 0
     while accepted < num_samples and drawn < max_draws:

@@ -266,10 +266,8 @@ def fit(
             jax.block_until_ready(new_state)
             seconds = time.perf_counter() - t0
             if boundary - done in compiled:
-                steady_steps, steady_seconds = (
-                    steady_steps + boundary - done,
-                    steady_seconds + seconds,
-                )
+                steady_steps += boundary - done
+                steady_seconds += seconds
             else:
                 compiled.add(boundary - done)
                 compile_seconds += seconds

@@ -187,7 +187,8 @@ class ModularDCM:
                     context, noise_dim, out_shape=spec.shape, hidden=hidden, rngs=rngs
                 )
             self.generators[v] = gen
-        self.params: dict = {}
+        self.params: dict = {}  # written by fit
+        self._trained = None  # the model with self.params, one object per fit
         #: per trained module: jit compile seconds and steady-state steps per second
         self.timings: dict = {}
 
@@ -319,6 +320,14 @@ class ModularDCM:
         for v, module in pretrained.items():
             self.generators[v] = pnn.Frozen(module)
         data = self.encode(data)
+        self._trained = None  # the parameters change: queries rebuild the trained model
+
+        # decaying steps let the adversarial game settle instead of oscillating;
+        # the critic's optimizer counts n_critic updates per step
+        def adam(updates):
+            schedule = optax.cosine_decay_schedule(learning_rate, updates, alpha=0.05)
+            return optax.adam(schedule, b1=0.5, b2=0.9)
+
         history = {}
         for i, module in enumerate(self.modules(pretrained)):
             if module.pretrained or (train is not None and not train & set(module.variables)):
@@ -331,13 +340,6 @@ class ModularDCM:
             ]
             fixed = block(substitute(self.model, data=self.params), hide=others)
             sites = tuple(module.matches) + tuple(module.do_parents)
-
-            # decaying steps let the adversarial game settle instead of oscillating;
-            # the critic's optimizer counts n_critic updates per step
-            def adam(updates):
-                schedule = optax.cosine_decay_schedule(learning_rate, updates, alpha=0.05)
-                return optax.adam(schedule, b1=0.5, b2=0.9)
-
             gan = WGANGP(
                 fixed,
                 {sites: self._critic(sites, i, pack, critic_features)},
@@ -384,24 +386,32 @@ class ModularDCM:
         non-identifiable one raises :class:`~probcausal.NotIdentifiableError`
         unless ``allow_unidentifiable=True``. Discrete values are integer labels.
         """
-        treatment = list(actions)
-        outcome = [v for v in self.order if v not in actions] if outcome is None else outcome
-        outcome = [outcome] if isinstance(outcome, str) else list(outcome)
-        self._identified(treatment, outcome, allow_unidentifiable)
-        encoded = self.encode(actions)
+        self._check_query(actions, outcome, allow_unidentifiable)
         draws = interventional(
-            substitute(self.model, data=self.params),
-            encoded,
+            self._trained_model(),
+            self.encode(actions),
             rng_key=rng_key,
             num_samples=num_samples,
         )
         return self._labels(draws)
 
-    def _identified(self, treatment, outcome, allow_unidentifiable):
-        if not treatment or allow_unidentifiable:
+    def _trained_model(self):
+        """The model with the trained parameters, the same object between fits so
+        that queries reuse their compiled programs."""
+        if self._trained is None:
+            self._trained = substitute(self.model, data=self.params)
+        return self._trained
+
+    def _check_query(self, actions, outcome, allow_unidentifiable):
+        """Check ``P(outcome | do(actions))`` (default outcome: every other
+        variable) with :func:`probcausal.identify`."""
+        if outcome is None:
+            outcome = [v for v in self.order if v not in actions]
+        outcome = [outcome] if isinstance(outcome, str) else list(outcome)
+        if not actions or allow_unidentifiable:
             return
         try:
-            identify(self.graph, treatment, outcome)
+            identify(self.graph, list(actions), outcome)
         except NotIdentifiableError as e:
             e.add_note(
                 "The trained model would answer it arbitrarily; pass "
@@ -445,11 +455,9 @@ class ModularDCM:
                 f"counterfactual evidence must be on discrete variables (matched exactly "
                 f"by rejection); {continuous} are not discrete"
             )
-        outcome = [v for v in self.order if v not in actions] if outcome is None else outcome
-        outcome = [outcome] if isinstance(outcome, str) else list(outcome)
-        self._identified(list(actions), outcome, allow_unidentifiable)
+        self._check_query(actions, outcome, allow_unidentifiable)
         cf = counterfactual(
-            substitute(self.model, data=self.params),
+            self._trained_model(),
             self.encode(evidence),
             self.encode(actions),
             rng_key=rng_key,
