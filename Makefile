@@ -33,6 +33,7 @@ bench: $(STAMP) $(BENCH_TORCH)
 	$(BIN)/python benchmarks/identification.py
 	$(BIN)/python benchmarks/adversarial.py
 	$(BIN)/python benchmarks/modular_dcm.py --json benchmarks/results/modular_dcm-$$(date +%F)-cpu.json
+	$(BIN)/python benchmarks/avici.py --json benchmarks/results/avici-$$(date +%F)-cpu.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check probcausal tests examples benchmarks

@@ -7,7 +7,7 @@ effects) answer questions with exact abduction wherever the evidence allows, and
 :func:`to_inference_data` hands the results to ArviZ.
 """
 
-from probcausal import errors, handlers, identification, infer, mechanisms, nn, queries
+from probcausal import data, errors, handlers, identification, infer, mechanisms, nn, queries
 from probcausal.causal_model import CausalModel, causal_model
 from probcausal.graph import graph
 from probcausal.handlers import MultiWorld, TwinWorld, WorldValue, do, observe
@@ -18,6 +18,7 @@ from probcausal.identification import (
     frontdoor_set,
     identify,
 )
+from probcausal.models.avici import discover
 from probcausal.models.modular_dcm import ModularDCM
 from probcausal.queries import (
     CounterfactualResult,
@@ -49,6 +50,8 @@ __all__ = [
     "causal_model",
     "cate",
     "counterfactual",
+    "data",
+    "discover",
     "do",
     "errors",
     "ett",

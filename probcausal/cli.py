@@ -8,14 +8,18 @@ import json
 import sys
 
 EXPERIMENTS = {
+    "avici": "probcausal.experiments.avici",
     "modular-dcm": "probcausal.experiments.modular_dcm",
 }
 
 
 def _experiment(args) -> int:
     module = importlib.import_module(EXPERIMENTS[args.name])
-    results = module.run(quick=args.quick, seed=args.seed, progress=not args.no_progress)
-    text = json.dumps(results, indent=2)
+    options = {"train": True} if args.train else {}
+    if args.train and "train" not in module.run.__code__.co_varnames:
+        raise SystemExit(f"experiment {args.name} has no --train option")
+    results = module.run(quick=args.quick, seed=args.seed, progress=not args.no_progress, **options)
+    text = json.dumps(results, indent=2, default=float)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text + "\n")
@@ -38,6 +42,11 @@ def main(argv=None) -> int:
     exp.add_argument("--out", help="write the results to this JSON file (default: stdout)")
     exp.add_argument("--seed", type=int, default=0)
     exp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    exp.add_argument(
+        "--train",
+        action="store_true",
+        help="avici: train the networks here instead of loading the shipped ones",
+    )
     args = parser.parse_args(argv)
     return _experiment(args)
 

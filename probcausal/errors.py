@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "AbductionError",
+    "DiscoveryDataError",
     "EvidenceShapeError",
     "InterventionShapeError",
     "InvalidEvidenceError",
@@ -140,3 +141,8 @@ class TrainingDivergedError(ProbcausalError, FloatingPointError):
 
 class TrainingDataError(ProbcausalError, ValueError):
     """Training data do not match the model: a missing site, a shape, a length."""
+
+
+class DiscoveryDataError(ProbcausalError, ValueError):
+    """Data or intervention targets given to :func:`probcausal.discover` are
+    malformed: a shape, a NaN, an unknown target."""

@@ -102,6 +102,12 @@ def _raw_key(key: jax.Array) -> jax.Array:
     return key
 
 
+def _strong(leaf):
+    if isinstance(leaf, jax.Array) and leaf.weak_type:
+        return jax.lax.convert_element_type(leaf, leaf.dtype)
+    return leaf
+
+
 def _all_finite(tree) -> bool:
     leaves = [
         jnp.all(jnp.isfinite(x))
@@ -231,6 +237,9 @@ def fit(
         raise ValueError("resume=True needs checkpoint_dir")
     every = checkpoint_every or chunk_size
     key = _raw_key(rng_key)
+    # a weakly typed leaf comes back strongly typed from the first chunk, which would
+    # compile the chunk a second time
+    state = jax.tree.map(_strong, state)
     ckpt = _Checkpoints(checkpoint_dir, max_to_keep) if checkpoint_dir is not None else None
     start, history = 0, {}
     if resume and ckpt.latest() is not None:

@@ -1,1 +1,2 @@
-"""The research systems built on the core: Modular-DCM (``modular_dcm``)."""
+"""The research systems built on the core: Modular-DCM (``modular_dcm``) and AVICI
+(``avici``)."""

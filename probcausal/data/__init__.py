@@ -1,0 +1,40 @@
+"""Simulators of random causal models and offline data sets.
+
+* :mod:`~probcausal.data.graphs`: Erdős–Rényi and scale-free DAG priors (networkx
+  generators, and jittable JAX samplers of the same distributions).
+* :mod:`~probcausal.data.scm`: random SCMs (linear or GP-like mechanisms, Gaussian,
+  Laplace or Cauchy noise, additive or heteroscedastic) as probcausal causal
+  models, and :func:`simulate`, a jitted batch simulator of observational and
+  interventional data sets.
+* :func:`load_sachs`: the Sachs et al. (2005) flow-cytometry data, shipped.
+"""
+
+from probcausal.data.graphs import GRAPH_PRIORS, random_graph, sample_dag
+from probcausal.data.sachs import load_sachs
+from probcausal.data.scm import (
+    SCM,
+    Datasets,
+    Domain,
+    SCMParams,
+    random_scm,
+    sample_scm_params,
+    scm_model,
+    simulate,
+    standardize,
+)
+
+__all__ = [
+    "GRAPH_PRIORS",
+    "SCM",
+    "Datasets",
+    "Domain",
+    "SCMParams",
+    "load_sachs",
+    "random_graph",
+    "random_scm",
+    "sample_dag",
+    "sample_scm_params",
+    "scm_model",
+    "simulate",
+    "standardize",
+]
