@@ -28,15 +28,18 @@ def acyclicity(probabilities: jax.Array, iterations: int | None = None) -> jax.A
     Zero (exactly) for the adjacency of a DAG, positive when the matrix has a cycle.
     The left and right vectors are held fixed in the gradient, which is then
     ``u v^T / u^T v``, the derivative of the leading eigenvalue. ``iterations``
-    defaults to ``d``: enough for a nilpotent matrix to give exactly zero.
+    defaults to ``d``: enough for a nilpotent matrix to give exactly zero. On a
+    cyclic matrix the estimate is positive but approximate (power iteration does
+    not converge on periodic matrices); a penalty needs no more.
 
     Examples
     --------
     >>> import jax.numpy as jnp
     >>> from probcausal.models.avici import acyclicity
     >>> chain = jnp.array([[0., 1, 0], [0, 0, 1], [0, 0, 0]])
-    >>> float(acyclicity(chain)), round(float(acyclicity(chain + chain.T)), 3)
-    (0.0, 1.414)
+    >>> two_cycle = chain.at[1, 0].set(1.0)  # x0 <-> x1 -> x2
+    >>> float(acyclicity(chain)), round(float(acyclicity(two_cycle)), 3)
+    (0.0, 1.0)
     """
     d = probabilities.shape[-1]
     iterations = d if iterations is None else iterations
