@@ -233,14 +233,17 @@ def scm_model(
         for j in order:
             x, idx = inputs(values, j)
             has_parents = x.shape[0] > 0 if concrete else params.adjacency[:, j].sum() > 0
+            # The random features feed both the GP-like location and the
+            # heteroscedastic scale: compute them once per site.
+            phi = _features(params, j, x, idx) if domain.features else None
             if domain.mechanism == "linear":
                 loc = params.weights[idx, j] @ x + params.bias[j]
             else:
-                f = _features(params, j, x, idx) @ params.coef[j]
+                f = phi @ params.coef[j]
                 loc = jnp.where(has_parents, params.output_scale[j] * f, 0.0) + params.bias[j]
             scale = params.noise_scale[j]
             if domain.heteroscedastic:
-                g = _features(params, j, x, idx) @ params.scale_coef[j]
+                g = phi @ params.scale_coef[j]
                 g = jnp.where(has_parents, g, 0.0)
                 scale = scale * jax.nn.softplus(g) / softplus0
             values[j] = numpyro.sample(names[j], noise(loc, scale))
