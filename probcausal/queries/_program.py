@@ -45,7 +45,14 @@ def split_static(tree, numbers_dynamic: bool):
         if _is_array(leaf) or (
             numbers_dynamic and isinstance(leaf, int | float) and not isinstance(leaf, bool)
         ):
-            arr = jnp.asarray(leaf)
+            # Arrays and numbers go to the jitted call as they are (numbers stay
+            # weakly typed); its C++ fast path moves host values, cheaper than a
+            # dispatch per leaf here.
+            if isinstance(leaf, int | float):
+                dynamic.append(leaf)
+                static.append(("<dyn>", (), type(leaf).__name__))
+                continue
+            arr = leaf if isinstance(leaf, jax.Array) else np.asarray(leaf)
             dynamic.append(arr)
             static.append(("<dyn>", arr.shape, str(arr.dtype)))
         else:
@@ -120,10 +127,10 @@ def validate(info: Mapping[str, SiteInfo], evidence: Mapping, actions: Sequence[
             raise UnknownSiteError("intervention", unknown, info)
     out = {}
     for name, value in evidence.items():
-        value = jnp.asarray(value)
+        value = value if isinstance(value, jax.Array) else jnp.asarray(value)
         shape = info[name].shape
         try:
-            ok = jnp.broadcast_shapes(value.shape, shape) == shape
+            ok = np.broadcast_shapes(value.shape, shape) == shape
         except ValueError:
             ok = False
         if not ok:

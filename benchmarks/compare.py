@@ -1,0 +1,439 @@
+"""Side by side: probcausal against ChiRho, DoWhy-gcm, y0 and a hand-written floor.
+
+Every counterfactual query runs in a process of its own per tool (so first-call
+times and peak memory are the query's own), each tool in its own virtual
+environment (``.bench/<tool>``, made by ``make bench``). The identification
+suite runs probcausal here and y0 in its environment on the same cases.
+
+Writes ``benchmarks/results/<date>.json`` and ``docs/benchmarks.md``.
+
+Run: ``make bench`` (creates the environments), or
+``python benchmarks/compare.py [--only full_evidence@1000 ...] [--no-docs]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+ANCHORS = os.path.join(ROOT, "benchmarks", "anchors")
+sys.path.insert(0, ANCHORS)
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+import spec  # noqa: E402
+
+PYTHONS = {
+    "probcausal": sys.executable,
+    "floor": sys.executable,
+    "chirho": os.path.join(ROOT, ".bench", "chirho", "bin", "python"),
+    "dowhy": os.path.join(ROOT, ".bench", "dowhy", "bin", "python"),
+    "y0": os.path.join(ROOT, ".bench", "y0", "bin", "python"),
+}
+SCRIPTS = {
+    "probcausal": ["run_probcausal.py", "--tool", "probcausal"],
+    "floor": ["run_probcausal.py", "--tool", "floor"],
+    "chirho": ["run_chirho.py"],
+    "dowhy": ["run_dowhy.py"],
+}
+TOOLS = ("probcausal", "floor", "chirho", "dowhy")
+QUERY_TIMEOUT = 300
+
+
+def run_query(tool: str, q: spec.Query, device: str | None = None) -> dict:
+    python = PYTHONS[tool]
+    if not os.path.exists(python):
+        return asdict_unsupported(tool, q, f"environment .bench/{tool} missing: run `make bench`")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "r.json")
+        cmd = [python, os.path.join(ANCHORS, SCRIPTS[tool][0]), *SCRIPTS[tool][1:]]
+        cmd += ["--query", q.key, "--json", out]
+        env = dict(os.environ, PYTHONWARNINGS="ignore")
+        if tool in ("probcausal", "floor"):
+            env["JAX_PLATFORMS"] = device or "cpu"
+        try:
+            proc = subprocess.run(
+                cmd, env=env, capture_output=True, text=True, timeout=QUERY_TIMEOUT
+            )
+        except subprocess.TimeoutExpired:
+            return asdict_unsupported(tool, q, f"timed out after {QUERY_TIMEOUT} s", ran=True)
+        if proc.returncode != 0 or not os.path.exists(out):
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
+            return asdict_unsupported(tool, q, f"failed: {' '.join(tail)[:300]}", ran=True)
+        sys.stderr.write(proc.stderr.splitlines()[-1] + "\n" if proc.stderr else "")
+        with open(out) as f:
+            return json.load(f)
+
+
+def asdict_unsupported(tool, q, reason, ran=False):
+    from dataclasses import asdict
+
+    row = asdict(spec.unsupported(tool, q, reason))
+    row["failed"] = ran
+    return row
+
+
+# ---- identification ----
+
+
+def identification_cases(sizes=(10, 20, 40), per_size=10):
+    from benchmarks.identification import random_case
+    from tests.identification.bruteforce import BinarySCM
+    from tests.identification.test_identify import GRAPHS, NOT_IDENTIFIABLE
+
+    cases = []
+    named = {**GRAPHS, **NOT_IDENTIFIABLE}
+    for name, (g, x, y) in named.items():
+        xs, ys = ([x] if isinstance(x, str) else list(x)), ([y] if isinstance(y, str) else list(y))
+        scm = BinarySCM(g, np.random.default_rng(0))
+        joint = scm.joint()
+        cases.append(
+            {
+                "name": name,
+                "graph": g,
+                "nodes": sorted(map(str, g.nodes)),
+                "directed": [list(map(str, e)) for e in g.di.edges],
+                "bidirected": [list(map(str, e)) for e in g.bi.edges],
+                "treatment": xs,
+                "outcome": ys,
+                "joint_nodes": list(joint.vars),
+                "joint": joint.table.ravel().tolist(),
+                "truth": scm.interventional(xs, ys).tolist(),
+                "scm": scm,
+            }
+        )
+    for n in sizes:
+        rng = np.random.default_rng(n)
+        for i in range(per_size):
+            g, x, y = random_case(n, rng)
+            cases.append(
+                {
+                    "name": f"random{n}_{i}",
+                    "graph": g,
+                    "nodes": sorted(map(str, g.nodes)),
+                    "directed": [list(map(str, e)) for e in g.di.edges],
+                    "bidirected": [list(map(str, e)) for e in g.bi.edges],
+                    "treatment": [x],
+                    "outcome": [y],
+                    "joint": None,
+                }
+            )
+    return cases
+
+
+def probcausal_identification(cases, repeats=3):
+    from probcausal.identification import NotIdentifiableError, identify
+
+    rows = []
+    for case in cases:
+        times, est = [], None
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            try:
+                est = identify(case["graph"], case["treatment"], case["outcome"])
+                answer = True
+            except NotIdentifiableError:
+                answer = False
+            times.append(time.perf_counter() - t0)
+        row = {"name": case["name"], "identifiable": answer, "seconds": statistics.median(times)}
+        if answer:
+            row["estimand"] = str(est).split(" = ", 1)[-1]
+        if answer and case.get("joint") is not None:
+            table, _ = est.table(case["scm"].joint())
+            row["error"] = float(np.max(np.abs(table.table - np.asarray(case["truth"]))))
+        rows.append(row)
+    return rows
+
+
+def run_identification(sizes, per_size):
+    cases = identification_cases(sizes, per_size)
+    pc_rows = probcausal_identification(cases)
+    y0 = {"rows": [], "missing": True}
+    if os.path.exists(PYTHONS["y0"]):
+        with tempfile.TemporaryDirectory() as tmp:
+            path, out = os.path.join(tmp, "cases.json"), os.path.join(tmp, "y0.json")
+            portable = [{k: v for k, v in c.items() if k not in ("graph", "scm")} for c in cases]
+            json.dump(portable, open(path, "w"))
+            cmd = [PYTHONS["y0"], os.path.join(ANCHORS, "run_y0.py"), "--cases", path]
+            cmd += ["--json", out]
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+            if proc.returncode == 0:
+                y0 = json.load(open(out))
+            else:
+                y0 = {"rows": [], "failed": proc.stderr.strip().splitlines()[-1:]}
+    return {"probcausal": pc_rows, "y0": y0}
+
+
+# ---- report ----
+
+
+def fmt_time(s):
+    if s is None:
+        return "—"
+    if s < 1e-3:
+        return f"{s * 1e6:.0f} µs"
+    if s < 1:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s:.2f} s"
+
+
+def fmt_err(r):
+    if not r.get("supported"):
+        return "—"
+    ok = r["error"] <= r["tolerance"]
+    return f"{r['error']:.1e}" + ("" if ok else " ✗")
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}" if a and b else "—"
+
+
+def counterfactual_table(rows):
+    by = {(r["tool"], r["query"], r["units"]): r for r in rows}
+    lines = [
+        "| query | units | probcausal steady | first call | floor | ChiRho | DoWhy-gcm "
+        "| ChiRho / pc | DoWhy first / pc first | pc / floor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    notes = []
+    for q in spec.queries():
+        r = {t: by.get((t, q.name, q.units), {}) for t in TOOLS}
+        steady = {t: r[t].get("steady_s") if r[t].get("supported") else None for t in TOOLS}
+        first = {t: r[t].get("first_s") if r[t].get("supported") else None for t in TOOLS}
+        cells = [q.name.replace("_", " "), f"{q.units:,}", fmt_time(steady["probcausal"])]
+        cells += [fmt_time(first["probcausal"]), fmt_time(steady["floor"])]
+        for t in ("chirho", "dowhy"):
+            if r[t].get("supported"):
+                cells.append(fmt_time(steady[t]))
+            else:
+                cells.append("n/a")
+                if r[t]:
+                    notes.append(f"- **{t}, {q.key}**: {r[t].get('reason', '')}")
+        cells.append(ratio(steady["chirho"], steady["probcausal"]))
+        cells.append(ratio(first["dowhy"], first["probcausal"]))
+        cells.append(ratio(steady["probcausal"], steady["floor"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    acc = [
+        "| query | units | tolerance | probcausal error | floor | ChiRho | DoWhy-gcm "
+        "| peak MB pc | floor | ChiRho | DoWhy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for q in spec.queries():
+        r = {t: by.get((t, q.name, q.units), {}) for t in TOOLS}
+        cells = [q.name.replace("_", " "), f"{q.units:,}", f"{spec.tolerance(q):.0e}"]
+        cells += [fmt_err(r[t]) if r[t] else "—" for t in TOOLS]
+        cells += [f"{r[t]['peak_mb']:.0f}" if r[t].get("supported") else "—" for t in TOOLS]
+        acc.append("| " + " | ".join(cells) + " |")
+    return lines, acc, notes
+
+
+def identification_table(ident):
+    pc_rows = {r["name"]: r for r in ident["probcausal"]}
+    y0_rows = {r["name"]: r for r in ident["y0"].get("rows", [])}
+    yn = lambda r: "—" if r is None else ("yes" if r["identifiable"] else "no")  # noqa: E731
+
+    def err(r):
+        if r is None or not r.get("identifiable") or "error" not in r:
+            return "—"
+        if r["error"] is None:
+            return "not evaluable"
+        return f"{r['error']:.1e}" + (" ✗" if r["error"] > 1e-6 else "")
+
+    lines = [
+        "| graph | probcausal | y0 | agree | pc error | y0 error | pc time | y0 time |",
+        "|---|---|---|---|---:|---:|---:|---:|",
+    ]
+    summary = {}
+    for name, p in pc_rows.items():
+        y = y0_rows.get(name)
+        same = y is not None and y["identifiable"] == p["identifiable"]
+        agree = "—" if y is None else ("yes" if same else "**no**")
+        if name.startswith("random"):
+            size = int(name[6:].split("_")[0])
+            s = summary.setdefault(size, {"n": 0, "agree": 0, "yes": 0, "pc": [], "y0": []})
+            s["n"] += 1
+            s["yes"] += p["identifiable"]
+            s["agree"] += y is not None and y["identifiable"] == p["identifiable"]
+            s["pc"].append(p["seconds"])
+            if y is not None:
+                s["y0"].append(y["seconds"])
+            continue
+        lines.append(
+            f"| {name.replace('_', ' ')} | {yn(p)} | {yn(y)} | {agree} | {err(p)} | {err(y)} "
+            f"| {fmt_time(p['seconds'])} | {fmt_time(y['seconds'] if y else None)} |"
+        )
+    rand = [
+        "| nodes | graphs | identifiable (pc) | agree with y0 | pc median | y0 median | y0 / pc |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for size, s in sorted(summary.items()):
+        pcm = statistics.median(s["pc"])
+        y0m = statistics.median(s["y0"]) if s["y0"] else None
+        rand.append(
+            f"| {size} | {s['n']} | {s['yes']} | {s['agree']}/{s['n']} | {fmt_time(pcm)} "
+            f"| {fmt_time(y0m)} | {ratio(y0m, pcm)} |"
+        )
+    wrong = [
+        f"- **{n}**: y0 returns `{r.get('estimand')}`, off by {r['error']:.3f} "
+        f"(probcausal: `{pc_rows[n].get('estimand')}`)."
+        for n, r in y0_rows.items()
+        if r.get("error") is not None and r["error"] > 1e-6
+    ]
+    return lines, rand, wrong
+
+
+def write_markdown(results, path):
+    cf_lines, acc_lines, notes = counterfactual_table(results["counterfactual"])
+    id_lines, rand_lines, wrong = identification_table(results["identification"])
+    versions = results["versions"]
+    text = f"""# Benchmarks
+
+Generated by `make bench` (`benchmarks/compare.py`) on {results["date"]}:
+{results["machine"]}. Every tool runs the same queries on the same SCMs and the
+same data (`benchmarks/anchors/spec.py`), each in its own process and virtual
+environment: {", ".join(f"{k} {v}" for k, v in versions.items())}.
+The raw figures are in `benchmarks/results/{results["date"]}.json`.
+
+- **steady**: median of repeated calls after the first; **first call**: the
+  first call in a fresh process, JAX tracing and compilation included (imports
+  excluded; they are in the JSON).
+- **floor**: the same arithmetic as a hand-written jitted JAX function.
+- **ChiRho / pc**: how many times slower ChiRho's steady state is;
+  **DoWhy first / pc first**: the same end to end, probcausal's compilation
+  included.
+- Errors are the largest absolute error against the closed form (per unit, or
+  the effect); ✗ marks one above the tolerance. Exact queries (the evidence
+  determines every noise term) have tolerance 1e-4 (float32 on values of order
+  10); the others five standard errors of their Monte Carlo estimate.
+
+## Counterfactual queries
+
+{chr(10).join(cf_lines)}
+
+### Accuracy and memory (peak resident memory gained during the query, MB)
+
+{chr(10).join(acc_lines)}
+
+### What a tool cannot express
+
+{chr(10).join(notes) if notes else "Every tool expressed every query."}
+
+## Identification: probcausal against y0
+
+Named graphs of the identification tests (exact joint tables of random binary
+SCMs, one latent per bidirected edge); error = largest difference between the
+estimand evaluated on the table and P(y | do(x)) by enumeration.
+
+{chr(10).join(id_lines)}
+
+{chr(10).join(wrong) if wrong else "Every y0 estimand evaluates to the truth."}
+
+Random ADMGs (DAG with edge probability 3/n, bidirected 1/n; P(y | do(x)) with y
+a descendant of x):
+
+{chr(10).join(rand_lines)}
+"""
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def versions():
+    out = {}
+    from importlib.metadata import version
+
+    for name in ("probcausal", "jax", "numpyro"):
+        out[name] = version(name)
+    for tool, pkgs in (("chirho", ("chirho", "pyro-ppl", "torch")), ("dowhy", ("dowhy",))):
+        py = PYTHONS[tool]
+        if os.path.exists(py):
+            code = (
+                "import importlib.metadata as m, sys; "
+                "print(' '.join(m.version(p) for p in sys.argv[1:]))"
+            )
+            got = subprocess.run([py, "-c", code, *pkgs], capture_output=True, text=True)
+            for p, v in zip(pkgs, got.stdout.split(), strict=False):
+                out[p] = v
+    if os.path.exists(PYTHONS["y0"]):
+        got = subprocess.run(
+            [PYTHONS["y0"], "-c", "import importlib.metadata as m; print(m.version('y0'))"],
+            capture_output=True,
+            text=True,
+        )
+        out["y0"] = got.stdout.strip()
+    return out
+
+
+def merge(args):
+    with open(args.merge) as f:
+        results = json.load(f)
+    rows = {(r["tool"], r["query"], r["units"]): r for r in results["counterfactual"]}
+    for q in spec.queries():
+        if args.only and q.key not in args.only:
+            continue
+        for tool in args.tools:
+            rows[(tool, q.name, q.units)] = run_query(tool, q, args.device)
+    results["counterfactual"] = list(rows.values())
+    with open(args.merge, "w") as f:
+        json.dump(results, f, indent=1, default=float)
+    if not args.no_docs:
+        write_markdown(results, os.path.join(ROOT, "docs", "benchmarks.md"))
+    print(f"merged into {args.merge}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", help="query keys, e.g. full_evidence@1000")
+    parser.add_argument("--tools", nargs="*", default=list(TOOLS))
+    parser.add_argument("--device", default="cpu", help="JAX platform for probcausal/floor")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10, 20, 40])
+    parser.add_argument("--graphs", type=int, default=10, help="random ADMGs per size")
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument(
+        "--merge",
+        metavar="RESULTS_JSON",
+        help="re-run only the --only queries (for --tools) and merge them into this results "
+        "file, then regenerate docs/benchmarks.md from it",
+    )
+    args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args)
+    date = datetime.date.today().isoformat()
+    start = time.perf_counter()
+    rows = []
+    for q in spec.queries():
+        if args.only and q.key not in args.only:
+            continue
+        for tool in args.tools:
+            rows.append(run_query(tool, q, args.device))
+    ident = run_identification(args.sizes, args.graphs) if not args.only else None
+    results = {
+        "date": date,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, JAX device {args.device}",
+        "versions": versions(),
+        "counterfactual": rows,
+        "identification": ident,
+        "wall_seconds": None,
+    }
+    results["wall_seconds"] = time.perf_counter() - start
+    path = args.json or os.path.join(ROOT, "benchmarks", "results", f"{date}.json")
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1, default=float)
+    print(f"wrote {path} ({results['wall_seconds']:.0f} s)")
+    if ident is not None and not args.no_docs:
+        write_markdown(results, os.path.join(ROOT, "docs", "benchmarks.md"))
+        print("wrote docs/benchmarks.md")
+
+
+if __name__ == "__main__":
+    main()
