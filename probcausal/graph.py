@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import jax
 import networkx as nx
 from numpyro.handlers import seed, trace
 from numpyro.infer.inspect import get_model_relations
@@ -22,6 +23,31 @@ def sample_sites(model: Callable, *args, **kwargs) -> dict:
         for name, site in tr.items()
         if site["type"] == "sample" and not site["infer"].get("is_auxiliary")
     }
+
+
+def _abstract_sites(model: Callable, args, kwargs) -> dict[str, dict]:
+    """What :func:`graph` needs of each sample site, from one shape-only run of the
+    model (``jax.eval_shape``): no array is computed and nothing is compiled, so
+    the cost does not grow with plate sizes."""
+    collected: dict[str, dict] = {}
+
+    def run():
+        tr = trace(seed(model, 0)).get_trace(*args, **kwargs)
+        for name, site in tr.items():
+            if site["type"] != "sample" or site["infer"].get("is_auxiliary"):
+                continue
+            collected[name] = dict(
+                intervened=bool(site["infer"].get("intervened")),
+                observed=bool(site["is_observed"]),
+                family=type(site["fn"]).__name__,
+                shape=tuple(getattr(site["value"], "shape", ())),
+                plates=tuple(f.name for f in site["cond_indep_stack"]),
+            )
+        return 0
+
+    with isolated():
+        jax.eval_shape(run)
+    return collected
 
 
 def graph(model: Callable, *args, **kwargs) -> nx.DiGraph:
@@ -50,7 +76,7 @@ def graph(model: Callable, *args, **kwargs) -> nx.DiGraph:
     """
     with isolated():
         rel = get_model_relations(model, model_args=args, model_kwargs=kwargs)
-    sites = sample_sites(model, *args, **kwargs)
+    sites = _abstract_sites(model, args, kwargs)
     deps = rel["sample_sample"]
 
     def parents(name, seen=()):
@@ -64,16 +90,16 @@ def graph(model: Callable, *args, **kwargs) -> nx.DiGraph:
 
     g = nx.DiGraph()
     for name, site in sites.items():
-        intervened = bool(site["infer"].get("intervened"))
-        observed = bool(site["is_observed"]) and not intervened
+        intervened = site["intervened"]
+        observed = site["observed"] and not intervened
         g.add_node(
             name,
             observed=observed,
             latent=not observed and not intervened,
             intervened=intervened,
-            distribution=rel["sample_dist"].get(name, type(site["fn"]).__name__),
-            shape=tuple(getattr(site["value"], "shape", ())),
-            plates=tuple(f.name for f in site["cond_indep_stack"]),
+            distribution=rel["sample_dist"].get(name, site["family"]),
+            shape=site["shape"],
+            plates=site["plates"],
         )
     for name in sites:
         if not g.nodes[name]["intervened"]:

@@ -15,9 +15,14 @@ __all__ = ["any_nonfinite", "check_finite", "nonfinite_counts", "observe", "rais
 
 
 def any_nonfinite(evidence: Mapping[str, Any]) -> jax.Array:
-    """Whether any evidence value is NaN or infinite (a cheap traceable reduction)."""
+    """Whether any evidence value is NaN or infinite (a cheap traceable reduction).
+
+    ``sum(v * 0)`` is exactly 0 for finite values and NaN as soon as one value is
+    NaN or infinite: one vectorized float reduction, where ``any(~isfinite(v))``
+    materializes a boolean array and reduces it in several passes on the CPU.
+    """
     flags = [
-        jnp.any(~jnp.isfinite(v))
+        jnp.isnan(jnp.sum(v * 0))
         for v in evidence.values()
         if jnp.issubdtype(jnp.result_type(v), jnp.inexact)
     ]

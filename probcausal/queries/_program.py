@@ -54,7 +54,7 @@ def split_static(tree, numbers_dynamic: bool):
                 continue
             arr = leaf if isinstance(leaf, jax.Array) else np.asarray(leaf)
             dynamic.append(arr)
-            static.append(("<dyn>", arr.shape, str(arr.dtype)))
+            static.append(("<dyn>", arr.shape, arr.dtype))  # dtypes hash; str() is slow
         else:
             dynamic.append(None)
             static.append(leaf)
@@ -73,7 +73,10 @@ def split_static(tree, numbers_dynamic: bool):
 def signature(tree) -> tuple:
     """A hashable description of a pytree of arrays: structure, shapes and dtypes."""
     leaves, treedef = jax.tree_util.tree_flatten(tree)
-    return treedef, tuple((np.shape(x), str(getattr(x, "dtype", type(x)))) for x in leaves)
+    return treedef, tuple(
+        (x.shape, x.dtype) if isinstance(x, jax.Array | np.ndarray) else (np.shape(x), type(x))
+        for x in leaves
+    )
 
 
 def compiled(key, build: Callable[[], Callable]) -> Callable:
@@ -99,7 +102,7 @@ _INFO: OrderedDict = OrderedDict()
 def info_for(model, args, kwargs) -> dict[str, SiteInfo]:
     """Cached :func:`~probcausal.infer.model_info` of ``model(*args, **kwargs)``."""
     dyn, static_key, _ = split_static((tuple(args), dict(kwargs)), numbers_dynamic=False)
-    key = (model, static_key, tuple((d.shape, str(d.dtype)) for d in dyn))
+    key = (model, static_key, tuple((d.shape, d.dtype) for d in dyn))
     try:
         if key in _INFO:
             return _INFO[key]
@@ -130,7 +133,7 @@ def validate(info: Mapping[str, SiteInfo], evidence: Mapping, actions: Sequence[
         value = value if isinstance(value, jax.Array) else jnp.asarray(value)
         shape = info[name].shape
         try:
-            ok = np.broadcast_shapes(value.shape, shape) == shape
+            ok = value.shape == shape or np.broadcast_shapes(value.shape, shape) == shape
         except ValueError:
             ok = False
         if not ok:
