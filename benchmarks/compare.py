@@ -345,6 +345,17 @@ def goals(rows) -> list[str]:
     return out
 
 
+def imports(rows) -> str:
+    names = {"probcausal": "probcausal (with JAX, NumPyro)", "chirho": "ChiRho (with PyTorch)"}
+    names["dowhy"] = "DoWhy-gcm"
+    cells = []
+    for tool in names:
+        times = [r["import_s"] for r in rows if r["tool"] == tool and r.get("import_s")]
+        if times:
+            cells.append(f"{names[tool]} {statistics.median(times):.2f} s")
+    return ", ".join(cells)
+
+
 def write_markdown(results, path):
     cf_lines, acc_lines, notes = counterfactual_table(results["counterfactual"])
     id_lines, rand_lines, wrong = identification_table(results["identification"])
@@ -400,6 +411,8 @@ Where probcausal's time goes, when a target is missed:
 ### Accuracy and memory (peak resident memory gained during the query, MB)
 
 {chr(10).join(acc_lines)}
+
+Imports, reported apart (median over this run's processes): {imports(results["counterfactual"])}.
 
 ### What a tool cannot express
 
