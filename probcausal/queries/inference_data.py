@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import arviz as az
 import numpy as np
 
 from probcausal.queries.counterfactual import CounterfactualResult
+
+if TYPE_CHECKING:  # ArviZ (with SciPy and matplotlib) takes seconds to import: on first use
+    import arviz as az
 
 __all__ = ["to_inference_data"]
 
@@ -68,6 +71,8 @@ def to_inference_data(result: Mapping, labels: Sequence[str] | None = None) -> a
     >>> idata.posterior_predictive["world"].values.tolist()
     ['factual', 'do(x=0.0)']
     """
+    import arviz as az
+
     if isinstance(result, CounterfactualResult):
         world = "world" if "world" not in result.info else "world_dim"
 
