@@ -25,10 +25,12 @@ def sample_sites(model: Callable, *args, **kwargs) -> dict:
     }
 
 
-def _abstract_sites(model: Callable, args, kwargs) -> dict[str, dict]:
-    """What :func:`graph` needs of each sample site, from one shape-only run of the
-    model (``jax.eval_shape``): no array is computed and nothing is compiled, so
-    the cost does not grow with plate sizes."""
+def abstract_sites(model: Callable, args=(), kwargs=None, describe=None) -> dict[str, dict]:
+    """Site name -> what :func:`graph` needs of each sample site (``intervened``,
+    ``observed``, ``fn_type``, ``shape``, ``plates``), plus ``describe(site)``'s
+    entries, from one shape-only run of the model (``jax.eval_shape``): no array is
+    computed and nothing is compiled, so the cost does not grow with plate sizes."""
+    kwargs = kwargs or {}
     collected: dict[str, dict] = {}
 
     def run():
@@ -39,9 +41,10 @@ def _abstract_sites(model: Callable, args, kwargs) -> dict[str, dict]:
             collected[name] = dict(
                 intervened=bool(site["infer"].get("intervened")),
                 observed=bool(site["is_observed"]),
-                family=type(site["fn"]).__name__,
+                fn_type=type(site["fn"]),
                 shape=tuple(getattr(site["value"], "shape", ())),
                 plates=tuple(f.name for f in site["cond_indep_stack"]),
+                **(describe(site) if describe is not None else {}),
             )
         return 0
 
@@ -74,9 +77,14 @@ def graph(model: Callable, *args, **kwargs) -> nx.DiGraph:
     >>> sorted(pc.graph(pc.do(model, {"h": 2.0})).edges())  # x -> h is cut
     [('h', 'y'), ('x', 'y')]
     """
+    return graph_of_sites(model, args, kwargs, abstract_sites(model, args, kwargs))
+
+
+def graph_of_sites(model: Callable, args, kwargs, sites: dict[str, dict]) -> nx.DiGraph:
+    """:func:`graph` from sites already read by :func:`abstract_sites` (callers that
+    need more of each site read the model once)."""
     with isolated():
         rel = get_model_relations(model, model_args=args, model_kwargs=kwargs)
-    sites = _abstract_sites(model, args, kwargs)
     deps = rel["sample_sample"]
 
     def parents(name, seen=()):
@@ -97,7 +105,7 @@ def graph(model: Callable, *args, **kwargs) -> nx.DiGraph:
             observed=observed,
             latent=not observed and not intervened,
             intervened=intervened,
-            distribution=rel["sample_dist"].get(name, site["family"]),
+            distribution=rel["sample_dist"].get(name, site["fn_type"].__name__),
             shape=site["shape"],
             plates=site["plates"],
         )

@@ -186,18 +186,14 @@ BUILDERS = {
 
 
 def run_one(q, import_s):
-    pyro.set_rng_seed(0)
-    call, answer_of, method = BUILDERS[q.name](q)
-    res = spec.measure("chirho", q, call, answer_of, import_s=import_s, method=method)
-    res.extra["versions"] = {"chirho": _version("chirho"), "pyro": pyro.__version__}
-    res.extra["torch"] = torch.__version__
-    return res
-
-
-def _version(name):
-    from importlib.metadata import version
-
-    return version(name)
+    return spec.build_and_measure(
+        "chirho",
+        BUILDERS,
+        q,
+        import_s,
+        seed=lambda: pyro.set_rng_seed(0),
+        packages=("chirho", "pyro-ppl", "torch"),
+    )
 
 
 if __name__ == "__main__":

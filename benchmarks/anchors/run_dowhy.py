@@ -185,13 +185,8 @@ BUILDERS = {
 
 
 def run_one(q, import_s):
-    np.random.seed(0)
-    call, answer_of, method = BUILDERS[q.name](q)
-    res = spec.measure("dowhy", q, call, answer_of, import_s=import_s, method=method)
-    from importlib.metadata import version
-
-    res.extra["versions"] = {"dowhy": version("dowhy")}
-    return res
+    seed = lambda: np.random.seed(0)  # noqa: E731
+    return spec.build_and_measure("dowhy", BUILDERS, q, import_s, seed=seed, packages=("dowhy",))
 
 
 if __name__ == "__main__":

@@ -70,22 +70,20 @@ def probcausal_call(q: spec.Query):
     """(call, answer_of, method) for one query, through the public API."""
     data = {k: jnp.asarray(v) for k, v in spec.data_for(q).items()}
     n = q.units
+
+    def exact(model, actions):
+        """y's counterfactual with every noise term fixed by the evidence: one run."""
+        return lambda: pc.counterfactual(
+            model, data, actions, rng_key=KEY, num_samples=1, model_kwargs={"n": n}
+        )["y"]
+
     if q.name == "full_evidence":
-        call = lambda: pc.counterfactual(  # noqa: E731
-            encouragement, data, {"h": 2.0}, rng_key=KEY, num_samples=1, model_kwargs={"n": n}
-        )["y"]
-        return call, lambda y: y[0], "exact abduction"
+        return exact(encouragement, {"h": 2.0}), lambda y: y[0], "exact abduction"
     if q.name == "multi_world":
-        actions = [{"h": a} for a in spec.MULTI_ACTIONS]
-        call = lambda: pc.counterfactual(  # noqa: E731
-            encouragement, data, actions, rng_key=KEY, num_samples=1, model_kwargs={"n": n}
-        )["y"]
+        call = exact(encouragement, [{"h": a} for a in spec.MULTI_ACTIONS])
         return call, lambda y: jnp.moveaxis(y[0], 0, -1), "exact abduction, 5 worlds"
     if q.name == "categorical":
-        call = lambda: pc.counterfactual(  # noqa: E731
-            categorical, data, {"c": 2}, rng_key=KEY, num_samples=1, model_kwargs={"n": n}
-        )["y"]
-        return call, lambda y: y[0], "exact abduction"
+        return exact(categorical, {"c": 2}), lambda y: y[0], "exact abduction"
     if q.name == "partial_evidence":
         call = lambda: pc.counterfactual(  # noqa: E731
             encouragement,

@@ -283,6 +283,22 @@ def measure(tool, q: Query, call, answer_of, *, import_s, method="", min_repeats
     )
 
 
+def versions(*packages: str) -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {p: version(p) for p in packages}
+
+
+def build_and_measure(tool, builders, q: Query, import_s, *, seed, packages) -> Result:
+    """``builders[q.name](q)`` gives ``(call, answer_of, method)``; seed the tool's
+    generator, build, :func:`measure`, and record the tool's package versions."""
+    seed()
+    call, answer_of, method = builders[q.name](q)
+    res = measure(tool, q, call, answer_of, import_s=import_s, method=method)
+    res.extra["versions"] = versions(*packages)
+    return res
+
+
 def unsupported(tool, q: Query, reason: str) -> Result:
     return Result(tool, q.name, q.units, supported=False, reason=reason)
 

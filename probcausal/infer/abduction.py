@@ -66,49 +66,48 @@ class SiteInfo:
 
 def model_info(model: Callable, args=(), kwargs=None) -> dict[str, SiteInfo]:
     """Site name -> :class:`SiteInfo`, from one abstract (shape-only) run of ``model``."""
-    from probcausal.graph import graph
+    from probcausal.graph import abstract_sites, graph_of_sites
 
     kwargs = kwargs or {}
-    collected: dict[str, dict] = {}
 
-    def run():
-        tr = trace(seed(model, 0)).get_trace(*args, **kwargs)
-        for name, site in tr.items():
-            if site["type"] != "sample" or site["infer"].get("is_auxiliary"):
-                continue
-            fn = site["fn"]
-            support = None
-            if getattr(fn, "has_enumerate_support", False):
-                try:
-                    with jax.ensure_compile_time_eval():
-                        values = np.unique(np.asarray(fn.enumerate_support(expand=False)))
-                    support = tuple(values.tolist())
-                except (jax.errors.ConcretizationTypeError, TypeError):
-                    support = None  # parameter-dependent support: not enumerable
-            collected[name] = dict(
-                batch_shape=tuple(fn.batch_shape),
-                event_dim=fn.event_dim,
-                family=type(fn),
-                observed=bool(site["is_observed"]),
-                discrete=bool(fn.is_discrete),
-                support=support,
-                plate_dims=tuple(f.dim for f in site["cond_indep_stack"]),
-                plates=tuple((f.name, f.dim) for f in site["cond_indep_stack"]),
-                exact=_exact(fn),
-            )
-        return {n: s["value"] for n, s in tr.items() if n in collected}
+    def describe(site) -> dict:
+        fn = site["fn"]
+        support = None
+        if getattr(fn, "has_enumerate_support", False):
+            try:
+                with jax.ensure_compile_time_eval():
+                    values = np.unique(np.asarray(fn.enumerate_support(expand=False)))
+                support = tuple(values.tolist())
+            except (jax.errors.ConcretizationTypeError, TypeError):
+                support = None  # parameter-dependent support: not enumerable
+        return dict(
+            batch_shape=tuple(fn.batch_shape),
+            event_dim=fn.event_dim,
+            discrete=bool(fn.is_discrete),
+            support=support,
+            plate_dims=tuple(f.dim for f in site["cond_indep_stack"]),
+            plate_name_dims=tuple((f.name, f.dim) for f in site["cond_indep_stack"]),
+            exact=_exact(fn),
+        )
 
-    with isolated():
-        shapes = jax.eval_shape(run)
-    g = graph(model, *args, **kwargs)
+    sites = abstract_sites(model, args, kwargs, describe)
+    g = graph_of_sites(model, args, kwargs, sites)
     return {
         name: SiteInfo(
             name=name,
-            shape=tuple(shapes[name].shape),
+            shape=s["shape"],
+            batch_shape=s["batch_shape"],
+            event_dim=s["event_dim"],
+            family=s["fn_type"],
+            observed=s["observed"],
+            discrete=s["discrete"],
+            support=s["support"],
+            plate_dims=s["plate_dims"],
+            plates=s["plate_name_dims"],
+            exact=s["exact"],
             parents=frozenset(g.predecessors(name)) if name in g else frozenset(),
-            **meta,
         )
-        for name, meta in collected.items()
+        for name, s in sites.items()
     }
 
 
