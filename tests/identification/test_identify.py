@@ -225,3 +225,59 @@ def test_every_backdoor_and_frontdoor_set_gives_the_right_answer(case):
     if m is not None:
         table, _ = frontdoor_estimand(graph, x[0], y[0], m).table(joint)
         np.testing.assert_allclose(table.table, truth, atol=1e-6)
+
+
+# Tian & Pearl (2002, AAAI), "A general identification condition for causal effects".
+# Theorem 3: for a singleton X, P_x(v) (the effect on all other variables) is
+# identifiable iff no bidirected path joins X to any of its children, i.e. no child of
+# X lies in X's district. Theorem 4 (sufficient): P_x(s) is identifiable if that holds
+# in the subgraph over the ancestors of S.
+def _child_in_district(graph, x):
+    (district,) = [d for d in graph.districts() if x in d]
+    return bool(set(graph.di.successors(x)) & district)
+
+
+TIAN_PEARL_CASES = {
+    # X -> Z -> Y, X <-> Y: the child Z is outside X's district {X, Y}: yes.
+    "frontdoor_all_effects": (ADMG([("x", "z"), ("z", "y")], [("x", "y")]), "x", True),
+    # X -> Y with X <-> Z <-> Y: the child Y is reached by a bidirected path: no.
+    "bidirected_path_to_child": (
+        ADMG([("x", "y"), ("z", "y")], [("x", "z"), ("z", "y")]),
+        "x",
+        False,
+    ),
+    # the Tian & Pearl graph above: children z1, y; district of x is {x, z2}: yes.
+    "tian_pearl_fig": (GRAPHS["tian_pearl_fig"][0], "x", True),
+    # napkin: x's only child y shares x's district {w, x, y}: P_x(w, r, y) is not
+    # identifiable although P_x(y) is.
+    "napkin_all_effects": (GRAPHS["napkin"][0], "x", False),
+}
+
+
+@pytest.mark.parametrize("name", TIAN_PEARL_CASES)
+def test_tian_pearl_effect_on_all_variables(name):
+    graph, x, identifiable = TIAN_PEARL_CASES[name]
+    assert _child_in_district(graph, x) is not identifiable
+    rest = [v for v in graph.nodes if v != x]
+    if identifiable:
+        check_numerically(graph, x, rest)
+    else:
+        with pytest.raises(NotIdentifiableError):
+            identify(graph, x, rest)
+
+
+@settings(max_examples=200)
+@given(admgs())
+def test_tian_pearl_theorems_on_random_admgs(case):
+    graph, order, _ = case
+    x = order[0]
+    rest = [v for v in graph.nodes if v != x]
+    try:
+        identify(graph, x, rest)
+        all_effects = True
+    except NotIdentifiableError:
+        all_effects = False
+    assert all_effects is not _child_in_district(graph, x)  # Theorem 3 (iff)
+    s = [v for v in rest if v in graph.descendants([x])][:2]  # outcomes X may affect
+    if s and not _child_in_district(graph.subgraph(graph.ancestors(s)), x):
+        check_numerically(graph, x, s, seeds=(0,))  # Theorem 4 (sufficient)
