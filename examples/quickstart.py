@@ -37,8 +37,9 @@ def main():
     )
     print(f"y had h been 2: {float(cf['y'].mean()):.3f} (exact answer 1.9)")
 
-    # Only the score is known: the latent x and h are inferred (NUTS), so the
-    # counterfactual is a distribution.
+    # Only the score is known: the latent x and h are inferred (the model is
+    # linear-Gaussian, so by the exact conjugate posterior), and the counterfactual
+    # is a distribution.
     cf2 = encouragement.counterfactual({"y": 1.5}, {"h": 2.0}, rng_key=key, num_samples=1000)
     print(f"given only y=1.5, E[y | do(h=2)] = {float(cf2['y'].mean()):.3f} ({cf2.method})")
 

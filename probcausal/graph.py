@@ -25,6 +25,15 @@ def sample_sites(model: Callable, *args, **kwargs) -> dict:
     }
 
 
+def family(fn) -> type:
+    """The distribution family under plate expansion, ``to_event`` and masking."""
+    from numpyro.distributions import ExpandedDistribution, Independent, MaskedDistribution
+
+    while isinstance(fn, ExpandedDistribution | Independent | MaskedDistribution):
+        fn = fn.base_dist
+    return type(fn)
+
+
 def abstract_sites(model: Callable, args=(), kwargs=None, describe=None) -> dict[str, dict]:
     """Site name -> what :func:`graph` needs of each sample site (``intervened``,
     ``observed``, ``fn_type``, ``shape``, ``plates``), plus ``describe(site)``'s
@@ -41,7 +50,7 @@ def abstract_sites(model: Callable, args=(), kwargs=None, describe=None) -> dict
             collected[name] = dict(
                 intervened=bool(site["infer"].get("intervened")),
                 observed=bool(site["is_observed"]),
-                fn_type=type(site["fn"]),
+                fn_type=family(site["fn"]),
                 shape=tuple(getattr(site["value"], "shape", ())),
                 plates=tuple(f.name for f in site["cond_indep_stack"]),
                 **(describe(site) if describe is not None else {}),

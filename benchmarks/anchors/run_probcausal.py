@@ -94,7 +94,7 @@ def probcausal_call(q: spec.Query):
             model_kwargs={"n": n},
             progress_bar=False,
         )["y"]
-        return call, lambda y: y.mean(0), "NUTS (auto), 1000 warm-up + 1000 draws"
+        return call, lambda y: y.mean(0), "conjugate Gaussian posterior (auto), 1000 draws"
     if q.name.startswith("mediation"):
         model = mediation_linear if q.name == "mediation_linear" else mediation_logistic
         call = lambda: pc.mediation(  # noqa: E731

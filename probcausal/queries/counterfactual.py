@@ -10,7 +10,12 @@ import jax.numpy as jnp
 
 from probcausal.handlers.do import action_label
 from probcausal.handlers.observe import any_nonfinite, check_finite
-from probcausal.infer.abduction import choose_method, latent_ancestors, posterior_latents
+from probcausal.infer.abduction import (
+    NotGaussian,
+    choose_method,
+    latent_ancestors,
+    posterior_latents,
+)
 from probcausal.queries._program import (
     compiled,
     info_for,
@@ -111,8 +116,11 @@ def counterfactual(
         PRNG key. The same key gives the same answer.
     num_samples : int
         Posterior draws.
-    method : {"auto", "exact", "enumeration", "nuts", "svi", "gibbs", "rejection"}
-        Abduction engine for latent ancestors of the evidence. ``"rejection"``
+    method : {"auto", "exact", "enumeration", "gaussian", "nuts", "svi", "gibbs", "rejection"}
+        Abduction engine for latent ancestors of the evidence. ``"gaussian"`` is
+        the exact conjugate posterior of a linear-Gaussian model (``"auto"`` tries
+        it for Normal sites and falls back to ``"nuts"`` when the log density is
+        not quadratic in the latents). ``"rejection"``
         keeps the prior runs that reproduce the evidence exactly: for evidence on
         deterministic sites (neural Gumbel-max sites), with ``max_draws``.
     model_args, model_kwargs
@@ -150,12 +158,12 @@ def counterfactual(
     evidence = validate(info, dict(evidence), action_list)
 
     latents = latent_ancestors(info, evidence)
-    method = choose_method(info, latents, method)
+    requested, method = method, choose_method(info, latents, method)
     if latents:  # fail before inference; the exact path checks inside its program
         check_finite(evidence)
     # split only when an engine needs its own key: a split is an eager dispatch
     k_post, k_world = jax.random.split(rng_key) if latents else (None, rng_key)
-    latent_values = posterior_latents(
+    infer = lambda method: posterior_latents(  # noqa: E731
         model,
         info,
         evidence,
@@ -167,6 +175,13 @@ def counterfactual(
         model_kwargs=kwargs,
         **engine_kwargs,
     )
+    try:
+        latent_values = infer(method)
+    except NotGaussian:
+        if requested != "auto":
+            raise
+        method = "nuts"  # the static screen passed, the quadratic check did not
+        latent_values = infer(method)
     # every site observed with an invertible mechanism: the noise is a function of
     # the evidence, so one run gives every sample (no sampling error)
     exact_noise = all((n in evidence or s.observed) and s.exact for n, s in info.items())

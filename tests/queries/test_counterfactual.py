@@ -44,7 +44,13 @@ def _check_partial(cf, n):
 def test_partial_evidence_nuts():
     n = 4000
     cf = pc.counterfactual(
-        partial, {"y": 3.0}, {"x": 1.0}, rng_key=KEY, num_samples=n, num_warmup=1000
+        partial,
+        {"y": 3.0},
+        {"x": 1.0},
+        rng_key=KEY,
+        num_samples=n,
+        num_warmup=1000,
+        method="nuts",
     )
     assert cf.method == "nuts"
     # NUTS draws are autocorrelated: widen by an effective-size factor of 2
