@@ -399,14 +399,19 @@ Where probcausal's time goes, when a target is missed:
   program, XLA): hundreds of milliseconds, where DoWhy-gcm runs NumPy at once.
   Later calls with the same structure reuse the program, and JAX's persistent
   compilation cache keeps it across processes.
-- **Sampling queries** (mediation) draw each sample's noise from its own PRNG key
-  inside a vmapped world program, so any model and any evidence pattern run in
-  the same program; the hand-written floor draws three arrays from three keys.
-  ChiRho's vectorized plates draw from PyTorch's generator in bulk, so here the
-  two are level.
-- **Partial evidence**: the automatic engine is NUTS over the 1,000 latent
-  parents (exact in the limit, no conjugacy assumed); ChiRho's recommended SVI
-  is slower and less accurate at the step count used.
+- **Sampling queries** (mediation): every noise term that nothing fixes is drawn
+  for all samples in one bulk draw per site (a program of its own, so XLA does not
+  recompute the inverse-CDF transforms for every world), then the vectorized world
+  program runs on it. What remains over the floor is the noise the floor skips:
+  the treatment's factual noise (the floor drops the factual world), and the
+  binary Gumbel-max pair per Bernoulli site (two Gumbels where the floor draws one
+  uniform), which counterfactual stability and exact abduction need. PRNG draws
+  (threefry) dominate both on the CPU.
+- **Partial evidence**: the model is linear-Gaussian, so the automatic engine is
+  the exact conjugate posterior (checked quadratic, block-diagonal over the
+  units); NUTS, the engine for other continuous models, takes about 3 s here.
+  ChiRho's recommended SVI fits an approximation and is slower and less accurate
+  at the step count used.
 
 ### Accuracy and memory (peak resident memory gained during the query, MB)
 

@@ -176,8 +176,16 @@ class _Worlds(WorldHandler):
         natural = mechanisms.apply(fn, u, name)
         actions = self.world_actions(name)
         intervened = any(actions)
+        # the natural value is read only by a world without an action on this site,
+        # or whose first action transforms it (a callable); otherwise it is left
+        # out of the program, and with it the abduction of this site's noise
+        reads_natural = any(not acts or _reads_value(acts[0]) for acts in actions)
         if x_fact is None:
             value = natural
+        elif intervened and not reads_natural:
+            full = jnp.shape(expand(natural))  # shape only: traced, then dropped
+            x_fact = jnp.asarray(x_fact, natural.dtype)
+            value = jnp.broadcast_to(x_fact, jnp.broadcast_shapes(x_fact.shape, full))
         elif has_world(natural) or intervened:
             value = jnp.where(widx == 0, x_fact, expand(natural))
         else:
@@ -216,6 +224,11 @@ class _Worlds(WorldHandler):
             fn = fn.mask(widx.reshape((n_worlds,) + (1,) * (-dim - 1)) == 0)
         msg["fn"] = fn
         msg["infer"] = {**msg["infer"], "noise": u, "intervened": intervened}
+
+
+def _reads_value(action) -> bool:
+    """Whether an action transforms the site's own value in its world."""
+    return callable(action) and not isinstance(action, WorldValue | dist.Distribution)
 
 
 class _Keys:

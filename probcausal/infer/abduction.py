@@ -134,8 +134,9 @@ def latent_ancestors(info: Mapping[str, SiteInfo], evidence) -> list[str]:
     return [n for n in info if n in ancestors and n not in observed]
 
 
-def choose_method(info, latents: list[str], method: str) -> str:
-    """Resolve ``method="auto"`` and check an explicit method fits the latents."""
+def choose_method(info, latents: list[str], method: str, evidence=()) -> str:
+    """Resolve ``method="auto"`` and check an explicit method fits the latents
+    (``evidence``: the names of the evidence sites)."""
     if method not in METHODS:
         raise ValueError(f"unknown abduction method {method!r}; choose one of {METHODS}")
     discrete = [n for n in latents if info[n].discrete]
@@ -144,7 +145,7 @@ def choose_method(info, latents: list[str], method: str) -> str:
             return "exact"
         if len(discrete) == len(latents):
             return "enumeration"
-        if _gaussian_candidate(info, latents):
+        if _gaussian_candidate(info, latents, evidence):
             return "gaussian"  # falls back to "nuts" if the density is not quadratic
         return "nuts" if not discrete else "gibbs"
     if method == "exact" and latents:
@@ -360,13 +361,13 @@ def _unit_layout(
     return _UnitLayout(tuple(latents), tuple(axes_all), tuple(shapes), units, widths)
 
 
-def _gaussian_candidate(info: Mapping[str, SiteInfo], latents: list[str]) -> bool:
+def _gaussian_candidate(info: Mapping[str, SiteInfo], latents: list[str], evidence=()) -> bool:
     """Cheap static screen for ``method="auto"``: Normal latents and Normal children
     of the latents among the observed sites, few enough values per unit."""
     from numpyro.distributions import Normal
 
-    lat = set(latents)
-    children = [n for n, s in info.items() if n not in lat and s.parents & lat]
+    lat, seen = set(latents), set(evidence)
+    children = [n for n, s in info.items() if s.parents & lat and (s.observed or n in seen)]
     if not all(issubclass(info[n].family, Normal) for n in [*latents, *children]):
         return False
     return sum(_unit_layout(info, latents).widths) <= _GAUSSIAN_MAX_UNIT_DIM

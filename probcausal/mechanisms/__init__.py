@@ -17,7 +17,9 @@ Poisson, Binomial                      ``InverseCDF`` (uniform noise)
 Delta                                  ``NoNoise``
 =====================================  ==========================================
 
-Register another family with :func:`register`.
+Register another family with :func:`register`. A mechanism whose noise does not
+depend on the distribution's parameters sets ``standard_noise = True``; queries
+then draw that noise for all samples at once, before the model runs.
 """
 
 from probcausal.mechanisms.base import (
@@ -30,6 +32,7 @@ from probcausal.mechanisms.base import (
     register,
     registered,
     sample_noise,
+    standard_noise_mechanism,
 )
 from probcausal.mechanisms.delta import NoNoise
 from probcausal.mechanisms.gumbel_max import GumbelMax, posterior_gumbels
@@ -64,4 +67,5 @@ __all__ = [
     "register",
     "registered",
     "sample_noise",
+    "standard_noise_mechanism",
 ]

@@ -61,6 +61,9 @@ class Mechanism:
     """
 
     exact: bool = True
+    # True when ``sample_noise`` ignores ``fn``: the noise is a standard draw that
+    # queries may make in bulk for all samples before the model runs
+    standard_noise: bool = False
 
     def noise_event_shape(self, fn: dist.Distribution) -> tuple[int, ...]:
         return tuple(fn.event_shape)
@@ -110,6 +113,16 @@ def register(family: type, mechanism: Mechanism) -> Mechanism:
 def registered() -> dict[type, Mechanism]:
     """A copy of the registry: distribution class -> mechanism."""
     return dict(_REGISTRY)
+
+
+def standard_noise_mechanism(family: type) -> Mechanism | None:
+    """The mechanism of distribution class ``family`` when its noise does not depend
+    on the distribution's parameters (``Mechanism.standard_noise``), else None."""
+    for cls in family.__mro__:
+        if cls in _REGISTRY:
+            m = _REGISTRY[cls]
+            return m if m.standard_noise else None
+    return None
 
 
 def _family_name(fn: Any) -> str:

@@ -13,6 +13,8 @@ __all__ = ["NoNoise"]
 class NoNoise(Mechanism):
     """The mechanism of ``Delta``: ``x = v``; the noise is a dummy zero array."""
 
+    standard_noise = True
+
     def sample_noise(self, key, shape, fn=None):
         return jnp.zeros(shape)
 

@@ -54,6 +54,7 @@ class GumbelMax(Mechanism):
     """Gumbel-max mechanism; ``binary=True`` for Bernoulli (logits ``[0, l]``)."""
 
     exact = False
+    standard_noise = True
 
     def __init__(self, binary: bool):
         self.binary = binary
@@ -71,6 +72,8 @@ class GumbelMax(Mechanism):
         return jax.random.gumbel(key, shape)
 
     def apply(self, fn, u):
+        if self.binary:  # argmax([0, l] + u) elementwise: ties go to 0, as argmax's
+            return (fn.logits + u[..., 1] > u[..., 0]).astype(jnp.int32)
         return jnp.argmax(self._logits(fn) + u, axis=-1).astype(jnp.int32)
 
     def abduct(self, key, fn, x):

@@ -51,6 +51,7 @@ class InverseCDF(Mechanism):
     """Inverse-CDF mechanism from a CDF ``cdf(fn, k)`` and a support bound ``upper(fn)``."""
 
     exact = False
+    standard_noise = True
 
     def __init__(self, cdf, upper):
         self.cdf = cdf

@@ -27,6 +27,8 @@ class LocationScale(Mechanism):
     ``standard`` draws the standard noise, e.g. ``jax.random.normal``.
     """
 
+    standard_noise = True
+
     def __init__(self, standard: Callable[[jax.Array, tuple], jax.Array]):
         self.standard = standard
 
@@ -42,6 +44,8 @@ class LocationScale(Mechanism):
 
 class Scale(Mechanism):
     """``x = scale * u`` with ``u`` from the unit-scale member (``1/rate`` for rates)."""
+
+    standard_noise = True
 
     def __init__(self, standard, scale: Callable[[dist.Distribution], jax.Array]):
         self.standard = standard
@@ -60,6 +64,8 @@ class Scale(Mechanism):
 class UniformRange(Mechanism):
     """``x = low + (high - low) * u`` with ``u ~ U(0, 1)``."""
 
+    standard_noise = True
+
     def sample_noise(self, key, shape, fn=None):
         return jax.random.uniform(key, shape)
 
@@ -76,6 +82,8 @@ class StandardT(LocationScale):
     ``df`` is a shape parameter of the noise: it must not change between worlds.
     """
 
+    standard_noise = False  # the noise depends on the site's ``df``
+
     def __init__(self):
         super().__init__(None)
 
@@ -86,6 +94,8 @@ class StandardT(LocationScale):
 class Quantile(Mechanism):
     """``x = F^-1(u)`` with ``u ~ U(0, 1)``, for any continuous family with
     ``cdf`` and ``icdf``; register it for such a family."""
+
+    standard_noise = True
 
     def sample_noise(self, key, shape, fn=None):
         return jax.random.uniform(key, shape)
@@ -99,6 +109,8 @@ class Quantile(Mechanism):
 
 class MultivariateGaussian(Mechanism):
     """``x = loc + L u`` with ``u ~ N(0, I)`` and ``L`` the Cholesky factor."""
+
+    standard_noise = True
 
     def sample_noise(self, key, shape, fn=None):
         return jax.random.normal(key, shape)

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro.handlers import condition, seed, substitute, trace
+from numpyro.primitives import Messenger
 
 from probcausal.errors import EvidenceShapeError, UnknownSiteError
 from probcausal.handlers import MultiWorld, do
@@ -79,8 +80,10 @@ def signature(tree) -> tuple:
     )
 
 
-def compiled(key, build: Callable[[], Callable]) -> Callable:
-    """The cached program for ``key``, built and jitted on a miss."""
+def compiled(key, build: Callable[[], Callable], jit: bool = True) -> Callable:
+    """The cached program for ``key``, built and jitted on a miss (``jit=False``:
+    ``build`` returns a function that calls jitted programs itself)."""
+    wrap = jax.jit if jit else (lambda fn: fn)
     try:
         fn = _CACHE[key]
         _CACHE.move_to_end(key)
@@ -88,8 +91,8 @@ def compiled(key, build: Callable[[], Callable]) -> Callable:
     except KeyError:
         pass
     except TypeError:  # an unhashable static leaf: compile without caching
-        return jax.jit(build())
-    fn = jax.jit(build())
+        return wrap(build())
+    fn = wrap(build())
     _CACHE[key] = fn
     if len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
@@ -99,9 +102,12 @@ def compiled(key, build: Callable[[], Callable]) -> Callable:
 _INFO: OrderedDict = OrderedDict()
 
 
-def info_for(model, args, kwargs) -> dict[str, SiteInfo]:
-    """Cached :func:`~probcausal.infer.model_info` of ``model(*args, **kwargs)``."""
-    dyn, static_key, _ = split_static((tuple(args), dict(kwargs)), numbers_dynamic=False)
+def info_for(model, args, kwargs, split=None) -> dict[str, SiteInfo]:
+    """Cached :func:`~probcausal.infer.model_info` of ``model(*args, **kwargs)``
+    (``split``: the caller's ``split_static`` of ``(args, kwargs)``, if it has one)."""
+    if split is None:
+        split = split_static((tuple(args), dict(kwargs)), numbers_dynamic=False)
+    dyn, static_key, _ = split
     key = (model, static_key, tuple((d.shape, d.dtype) for d in dyn))
     try:
         if key in _INFO:
@@ -156,22 +162,41 @@ def world_stack(value, info: SiteInfo, world_dim: int, num_worlds: int):
     return jnp.stack(out)
 
 
-def world_program(model, info, world_dim, args_rebuild, actions_rebuild, num_actions):
-    """``(key, evidence, latents, action_leaves, arg_leaves) -> (values, noise)``.
+class _CountKeys(Messenger):
+    """Count the PRNG keys the model asks of the enclosing ``seed``."""
 
-    ``values[name]`` is ``(num_actions + 1, *shape)``: world 0 factual.
+    def __init__(self, fn, counter: list):
+        self.counter = counter
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] == "prng_key":
+            self.counter.append(1)
+
+
+def world_program(
+    model, info, world_dim, args_rebuild, actions_rebuild, num_actions, key_counter=None
+):
+    """``(key, evidence, latents, action_leaves, arg_leaves, noise) -> (values, noise)``.
+
+    ``values[name]`` is ``(num_actions + 1, *shape)``: world 0 factual. ``noise``
+    (site -> exogenous noise, or None) replaces the noise those sites would draw.
+    With ``key_counter`` (a list), every PRNG key the run consumes is counted in it.
     """
 
-    def one(key, evidence, latents, action_leaves, arg_leaves):
+    def one(key, evidence, latents, action_leaves, arg_leaves, noise=None):
         args, kwargs = args_rebuild(arg_leaves)
         action_list = actions_rebuild(action_leaves)
 
         def run():
             with contextlib.ExitStack() as stack:
-                stack.enter_context(MultiWorld(world_dim=world_dim))
+                stack.enter_context(MultiWorld(world_dim=world_dim, noise=noise))
                 for actions in action_list:
                     stack.enter_context(do(actions=actions))
-                return condition(substitute(model, latents), evidence)(*args, **kwargs)
+                inner = condition(substitute(model, latents), evidence)
+                if key_counter is not None:
+                    inner = _CountKeys(inner, key_counter)
+                return inner(*args, **kwargs)
 
         tr = trace(seed(run, key)).get_trace()
         values = {n: world_stack(tr[n]["value"], info[n], world_dim, num_actions + 1) for n in info}

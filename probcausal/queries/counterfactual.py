@@ -8,6 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from probcausal import mechanisms
 from probcausal.handlers.do import action_label
 from probcausal.handlers.observe import any_nonfinite, check_finite
 from probcausal.infer.abduction import (
@@ -43,7 +44,6 @@ class CounterfactualResult(dict):
     - ``info``: site -> :class:`~probcausal.infer.SiteInfo` (shapes, plates).
     """
 
-    labels: list
     latents: dict
     evidence: dict
     method: str
@@ -58,6 +58,11 @@ class CounterfactualResult(dict):
         self._num_samples = num_samples
         for name, value in context.items():
             setattr(self, name, value)
+
+    @property
+    def labels(self) -> list:
+        """World labels, ``["factual", "do(h=2.0)", ...]``."""
+        return ["factual"] + [action_label(a) for a in self._actions]
 
     @property
     def factual(self) -> dict:
@@ -150,15 +155,46 @@ def counterfactual(
     >>> cf["y"].round(4).tolist()
     [1.9, 1.9, 1.9, 1.9]
     """
+    return run_counterfactual(
+        model,
+        evidence,
+        actions,
+        rng_key=rng_key,
+        num_samples=num_samples,
+        method=method,
+        model_args=model_args,
+        model_kwargs=model_kwargs,
+        **engine_kwargs,
+    )
+
+
+def run_counterfactual(
+    model,
+    evidence,
+    actions,
+    *,
+    rng_key,
+    num_samples,
+    method="auto",
+    model_args=(),
+    model_kwargs=None,
+    summary: tuple | None = None,
+    **engine_kwargs,
+):
+    """:func:`counterfactual`, or with ``summary=(fn, *static_args)`` the value of
+    ``fn(values, *static_args)`` computed inside the compiled program (``fn`` a
+    module-level function: it is part of the cache key), so that a query that only
+    needs a statistic of the worlds never writes them out."""
     kwargs = dict(model_kwargs or {})
     args = tuple(model_args)
     single = isinstance(actions, Mapping)
     action_list = [dict(actions)] if single else [dict(a) for a in actions]
-    info = info_for(model, args, kwargs)
+    arg_split = split_static((args, kwargs), numbers_dynamic=False)
+    info = info_for(model, args, kwargs, arg_split)
     evidence = validate(info, dict(evidence), action_list)
 
     latents = latent_ancestors(info, evidence)
-    requested, method = method, choose_method(info, latents, method)
+    requested, method = method, choose_method(info, latents, method, evidence)
     if latents:  # fail before inference; the exact path checks inside its program
         check_finite(evidence)
     # split only when an engine needs its own key: a split is an eager dispatch
@@ -190,48 +226,101 @@ def counterfactual(
     max_depth = max((-d for s in info.values() for d in s.plate_dims), default=0)
     world_dim = -1 - max_depth
     act_dyn, act_key, act_rebuild = split_static(action_list, numbers_dynamic=True)
-    arg_dyn, arg_key, arg_rebuild = split_static((args, kwargs), numbers_dynamic=False)
+    arg_dyn, arg_key, arg_rebuild = arg_split
     base_key = (
         "counterfactual",
         model,
         act_key,
         arg_key,
-        signature((evidence, latent_values, act_dyn, arg_dyn)),
+        signature((evidence, latent_values)),  # act_key, arg_key hold the rest
         runs,
         num_samples,
         single,
+        summary,
     )
 
-    def build(with_noise: bool):
-        one = world_program(model, info, world_dim, arg_rebuild, act_rebuild, len(action_list))
-        lat_axis = 0 if latent_values else None
+    # Sites that draw their noise (no factual value) from a parameter-free standard
+    # distribution get it in one bulk draw for all samples: drawing per sample from
+    # per-sample PRNG keys costs several times more (a key split per site and sample).
+    bulk = {}
+    if runs > 1:
+        for n, s in info.items():
+            if n in evidence or n in latent_values or s.observed:
+                continue
+            mech = mechanisms.standard_noise_mechanism(s.family)
+            if mech is not None:
+                bulk[n] = mech
 
-        def batched(key, ev, lat, act, argl):
-            keys = jax.random.split(key, runs)
-            values, noise = jax.vmap(one, in_axes=(0, None, lat_axis, None, None))(
-                keys, ev, lat, act, argl
+    def build(with_noise: bool):
+        n_act = len(action_list)
+        one = world_program(model, info, world_dim, arg_rebuild, act_rebuild, n_act)
+        lat_axis = 0 if latent_values else None
+        shapes, needs_keys = {}, True
+        if bulk:  # noise shapes, and whether any key is still drawn, shape-only
+            lat_one = jax.tree_util.tree_map(lambda a: a[0], latent_values)
+            example = (k_world, evidence, lat_one, act_dyn, arg_dyn)
+            _, noise = jax.eval_shape(one, *example)
+            shapes = {n: noise[n] for n in sorted(bulk)}
+            counted: list = []
+            counting = world_program(
+                model, info, world_dim, arg_rebuild, act_rebuild, n_act, key_counter=counted
             )
+            jax.eval_shape(counting, *example, shapes)
+            needs_keys = bool(counted)
+
+        def draw(key):
+            key, k_bulk = jax.random.split(key)
+            return key, {
+                n: bulk[n]
+                .sample_noise(jax.random.fold_in(k_bulk, i), (runs,) + s.shape)
+                .astype(s.dtype)
+                for i, (n, s) in enumerate(shapes.items())
+            }
+
+        def batched(key, ev, lat, act, argl, drawn=None):
+            keys, key_axis = (jax.random.split(key, runs), 0) if needs_keys else (key, None)
+            values, noise = jax.vmap(
+                one, in_axes=(key_axis, None, lat_axis, None, None, 0 if drawn else None)
+            )(keys, ev, lat, act, argl, drawn)
             grow = lambda a: jnp.broadcast_to(a, (num_samples,) + a.shape[1:])
             if with_noise:
                 return jax.tree_util.tree_map(grow, noise)
             values = jax.tree_util.tree_map(grow, values)
             cf = {n: (v[:, 1] if single else v[:, 1:]) for n, v in values.items()}
+            if summary is not None:
+                return summary[0](cf, *summary[1:]), any_nonfinite(ev)
             factual = {n: v[:, 0] for n, v in values.items() if n not in ev}
             return cf, factual, any_nonfinite(ev)
 
-        return batched
+        if not shapes:
+            return jax.jit(batched)
+        # The bulk draw is a program of its own: fused into the world program, XLA
+        # recomputes the noise transforms (the normal's inverse error function) for
+        # every world that reads them.
+        draw_jit, batched_jit = jax.jit(draw), jax.jit(batched)
+
+        def chained(key, *rest):
+            key, drawn = draw_jit(key)
+            return batched_jit(key, *rest, drawn)
+
+        return chained
 
     inputs = (k_world, evidence, latent_values, act_dyn, arg_dyn)
-    program = compiled(base_key + (False,), lambda: build(False))
+    program = compiled(base_key + (False,), lambda: build(False), jit=False)
+    if summary is not None:
+        out, bad = program(*inputs)
+        if bool(bad):
+            check_finite(evidence)
+        return out
     cf, factual, bad = program(*inputs)
     if bool(bad):
         check_finite(evidence)  # names the site and counts the bad values
     return CounterfactualResult(
         cf,
         factual_unobserved=factual,
-        noise_fn=lambda: compiled(base_key + (True,), lambda: build(True))(*inputs),
+        noise_fn=lambda: compiled(base_key + (True,), lambda: build(True), jit=False)(*inputs),
         num_samples=num_samples,
-        labels=["factual"] + [action_label(a) for a in action_list],
+        _actions=action_list,
         latents=latent_values,
         evidence=evidence,
         method=method,

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from probcausal.handlers.do import WorldValue
-from probcausal.queries.counterfactual import counterfactual
+from probcausal.queries.counterfactual import counterfactual, run_counterfactual
 from probcausal.queries.interventional import interventional
 
 __all__ = [
@@ -213,7 +213,7 @@ def mediation(
         {treatment: treated},
         {treatment: treated, **{m: WorldValue(1) for m in mediators}},
     ]
-    cf = counterfactual(
+    return run_counterfactual(
         model,
         dict(evidence or {}),
         actions,
@@ -222,9 +222,14 @@ def mediation(
         method=method,
         model_args=model_args,
         model_kwargs=model_kwargs,
+        summary=(_natural_effects, outcome),
         **engine_kwargs,
     )
-    y = cf[outcome]
+
+
+def _natural_effects(values, outcome):
+    """NDE, NIE and total effect from the worlds (do(c), do(t), do(t, M=M_c))."""
+    y = values[outcome]
     y_c, y_t, y_tmc = y[:, 0], y[:, 1], y[:, 2]
     return {
         "nde": jnp.mean(y_tmc - y_c),

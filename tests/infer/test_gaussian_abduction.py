@@ -186,3 +186,18 @@ def test_random_linear_sems_posterior_matches_conditioning(case):
     z = np.stack([np.asarray(cf.latents[f"v{i}"]) for i in latent], -1)
     sd = np.sqrt(np.diag(post))
     assert np.all(np.abs(z.mean(0) - mean) < 5 * sd / np.sqrt(n) + 1e-4)
+
+
+def test_unobserved_non_gaussian_child_does_not_block_the_engine():
+    def model():
+        x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+        numpyro.sample("flag", dist.Bernoulli(logits=x))  # not observed: sampled forward
+        numpyro.sample("y", dist.Normal(2.0 * x, 1.0))
+
+    cf = pc.counterfactual(model, {"y": 3.0}, {"x": 1.0}, rng_key=KEY, num_samples=20000)
+    assert cf.method == "gaussian"
+    assert abs(float(cf.latents["x"].mean()) - 1.2) < 5 * np.sqrt(0.2 / 20000)
+    # the flag is drawn given the posterior x: P(flag=1) = E[sigmoid(x) | y=3]
+    x = np.asarray(cf.latents["x"])
+    expected = np.mean(1 / (1 + np.exp(-x)))
+    assert abs(float(cf.factual["flag"].mean()) - expected) < 5 * np.sqrt(0.25 / 20000)

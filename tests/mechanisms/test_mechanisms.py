@@ -131,3 +131,31 @@ def test_register_new_family():
     assert float(mechanisms.apply(fn, mechanisms.abduct(None, fn, jnp.array(1.5)))) == 1.5
     with pytest.raises(TypeError, match="instance of probcausal.mechanisms.Mechanism"):
         mechanisms.register(Tilted, object())
+
+
+@pytest.mark.parametrize("fn", CONTINUOUS + DISCRETE, ids=lambda f: type(f).__name__)
+def test_standard_noise_is_drawn_without_the_distribution(fn):
+    """``standard_noise`` mechanisms promise that ``sample_noise`` ignores ``fn``:
+    queries draw their noise in bulk before the model runs. Their draws with and
+    without ``fn`` are the same; StudentT's noise depends on ``df`` and says so."""
+    leaf = fn.base_dist if isinstance(fn, dist.TransformedDistribution) else fn
+    mech = mechanisms.standard_noise_mechanism(type(leaf))
+    if isinstance(leaf, dist.StudentT):
+        assert mech is None
+        return
+    assert mech is mechanisms.mechanism_for(leaf)
+    shape = mechanisms.noise_shape(leaf)
+    np.testing.assert_array_equal(
+        mech.sample_noise(KEY, (5, *shape)), mech.sample_noise(KEY, (5, *shape), leaf)
+    )
+
+
+def test_binary_gumbel_max_apply_matches_argmax_with_ties():
+    logits = jnp.array([-1.0, 0.0, 0.5, 2.0, 0.0])
+    u = jnp.array([[0.3, -0.7], [1.0, 1.0], [0.0, -0.5], [0.0, -2.5], [0.2, 0.1]])
+    fn = dist.Bernoulli(logits=logits)
+    expected = jnp.argmax(jnp.stack([jnp.zeros(5), logits], -1) + u, axis=-1)
+    assert mechanisms.apply(fn, u).tolist() == expected.tolist() == [0, 0, 0, 0, 0]
+    u = jax.random.gumbel(KEY, (1000, 5, 2))
+    expected = jnp.argmax(jnp.stack([jnp.zeros(5), logits], -1) + u, axis=-1)
+    np.testing.assert_array_equal(mechanisms.apply(fn, u), expected)
