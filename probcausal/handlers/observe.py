@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -11,7 +12,37 @@ from numpyro.handlers import condition
 
 from probcausal.errors import InvalidEvidenceError
 
-__all__ = ["any_nonfinite", "check_finite", "nonfinite_counts", "observe", "raise_nonfinite"]
+__all__ = [
+    "any_nonfinite",
+    "check_finite",
+    "known_finite",
+    "mark_finite",
+    "nonfinite_counts",
+    "observe",
+    "raise_nonfinite",
+]
+
+# id -> weak reference of the jax arrays already found finite. JAX arrays are
+# immutable, so one check per array is enough: repeated queries on the same
+# evidence skip the pass over it. (NumPy arrays can change: they are not kept.)
+_FINITE: dict[int, weakref.ref] = {}
+
+
+def known_finite(evidence: Mapping[str, Any]) -> bool:
+    """Whether every evidence value is a JAX array already found finite."""
+    for value in evidence.values():
+        ref = _FINITE.get(id(value))
+        if ref is None or ref() is not value:
+            return False
+    return True
+
+
+def mark_finite(evidence: Mapping[str, Any]) -> None:
+    """Remember the JAX arrays of ``evidence`` as checked finite."""
+    for value in evidence.values():
+        if isinstance(value, jax.Array) and not isinstance(value, jax.core.Tracer):
+            key = id(value)
+            _FINITE[key] = weakref.ref(value, lambda _, key=key: _FINITE.pop(key, None))
 
 
 def any_nonfinite(evidence: Mapping[str, Any]) -> jax.Array:

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from probcausal import mechanisms
 from probcausal.handlers.do import action_label
-from probcausal.handlers.observe import any_nonfinite, check_finite
+from probcausal.handlers.observe import any_nonfinite, check_finite, known_finite, mark_finite
 from probcausal.infer.abduction import (
     NotGaussian,
     choose_method,
@@ -195,8 +195,13 @@ def run_counterfactual(
 
     latents = latent_ancestors(info, evidence)
     requested, method = method, choose_method(info, latents, method, evidence)
-    if latents:  # fail before inference; the exact path checks inside its program
+    # NaN/inf evidence is refused once per JAX array (they are immutable): before
+    # inference when there is any, else fused into the compiled program
+    check = not known_finite(evidence)
+    if latents and check:
         check_finite(evidence)
+        mark_finite(evidence)
+        check = False
     # split only when an engine needs its own key: a split is an eager dispatch
     k_post, k_world = jax.random.split(rng_key) if latents else (None, rng_key)
     infer = lambda method: posterior_latents(  # noqa: E731
@@ -237,6 +242,7 @@ def run_counterfactual(
         num_samples,
         single,
         summary,
+        check,
     )
 
     # Sites that draw their noise (no factual value) from a parameter-free standard
@@ -287,10 +293,11 @@ def run_counterfactual(
                 return jax.tree_util.tree_map(grow, noise)
             values = jax.tree_util.tree_map(grow, values)
             cf = {n: (v[:, 1] if single else v[:, 1:]) for n, v in values.items()}
+            bad = any_nonfinite(ev) if check else None
             if summary is not None:
-                return summary[0](cf, *summary[1:]), any_nonfinite(ev)
+                return summary[0](cf, *summary[1:]), bad
             factual = {n: v[:, 0] for n, v in values.items() if n not in ev}
-            return cf, factual, any_nonfinite(ev)
+            return cf, factual, bad
 
         if not shapes:
             return jax.jit(batched)
@@ -307,14 +314,14 @@ def run_counterfactual(
 
     inputs = (k_world, evidence, latent_values, act_dyn, arg_dyn)
     program = compiled(base_key + (False,), lambda: build(False), jit=False)
-    if summary is not None:
-        out, bad = program(*inputs)
+    *out, bad = program(*inputs)
+    if check:
         if bool(bad):
-            check_finite(evidence)
-        return out
-    cf, factual, bad = program(*inputs)
-    if bool(bad):
-        check_finite(evidence)  # names the site and counts the bad values
+            check_finite(evidence)  # names the site and counts the bad values
+        mark_finite(evidence)
+    if summary is not None:
+        return out[0]
+    cf, factual = out
     return CounterfactualResult(
         cf,
         factual_unobserved=factual,

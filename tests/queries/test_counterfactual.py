@@ -228,6 +228,28 @@ def test_nan_evidence():
         pc.counterfactual(encouragement, {"y": float("nan")}, {"h": 1.0}, rng_key=KEY)
 
 
+def test_finite_jax_evidence_is_checked_once_and_nan_every_time():
+    from probcausal.handlers.observe import known_finite
+
+    n = 5
+    ok = {k: jnp.ones(n) for k in "xhy"}
+    bad = {**ok, "h": jnp.ones(n).at[2].set(jnp.inf)}
+    query = dict(rng_key=KEY, num_samples=1, model_kwargs={"n": n})
+    assert not known_finite(ok)
+    pc.counterfactual(encouragement, ok, {"h": 2.0}, **query)
+    assert known_finite(ok)  # immutable: later queries skip the pass over it
+    np.testing.assert_allclose(
+        pc.counterfactual(encouragement, ok, {"h": 0.0}, **query)["y"][0], 0.6, rtol=1e-6
+    )
+    for _ in range(2):  # never remembered as finite
+        with pytest.raises(InvalidEvidenceError, match=r"site 'h' holds 1 NaN or infinite"):
+            pc.counterfactual(encouragement, bad, {"h": 2.0}, **query)
+    assert not known_finite(bad)
+    as_numpy = {k: np.ones(n) for k in "xhy"}  # mutable: checked on every query
+    pc.counterfactual(encouragement, as_numpy, {"h": 2.0}, **query)
+    assert not known_finite(as_numpy)
+
+
 def test_engine_that_cannot_handle_discrete_latents():
     with pytest.raises(AbductionError, match=r"discrete latent site\(s\) \['x'\]"):
         pc.counterfactual(binary, {"y": 1}, {"x": 0}, rng_key=KEY, method="nuts")
