@@ -10,28 +10,9 @@ from numpyro.handlers import seed, trace
 from numpyro.infer.inspect import get_model_relations
 
 from probcausal.handlers._stack import isolated
+from probcausal.mechanisms.base import _leaf
 
-__all__ = ["graph", "sample_sites"]
-
-
-def sample_sites(model: Callable, *args, **kwargs) -> dict:
-    """The sample sites of one seeded run of ``model``: name -> trace entry."""
-    with isolated():
-        tr = trace(seed(model, 0)).get_trace(*args, **kwargs)
-    return {
-        name: site
-        for name, site in tr.items()
-        if site["type"] == "sample" and not site["infer"].get("is_auxiliary")
-    }
-
-
-def family(fn) -> type:
-    """The distribution family under plate expansion, ``to_event`` and masking."""
-    from numpyro.distributions import ExpandedDistribution, Independent, MaskedDistribution
-
-    while isinstance(fn, ExpandedDistribution | Independent | MaskedDistribution):
-        fn = fn.base_dist
-    return type(fn)
+__all__ = ["graph"]
 
 
 def abstract_sites(model: Callable, args=(), kwargs=None, describe=None) -> dict[str, dict]:
@@ -50,7 +31,7 @@ def abstract_sites(model: Callable, args=(), kwargs=None, describe=None) -> dict
             collected[name] = dict(
                 intervened=bool(site["infer"].get("intervened")),
                 observed=bool(site["is_observed"]),
-                fn_type=family(site["fn"]),
+                fn_type=type(_leaf(site["fn"])),  # the family under plates, to_event
                 shape=tuple(getattr(site["value"], "shape", ())),
                 plates=tuple(f.name for f in site["cond_indep_stack"]),
                 **(describe(site) if describe is not None else {}),

@@ -245,21 +245,23 @@ def run_counterfactual(
         check,
     )
 
-    # Sites that draw their noise (no factual value) from a parameter-free standard
-    # distribution get it in one bulk draw for all samples: drawing per sample from
-    # per-sample PRNG keys costs several times more (a key split per site and sample).
-    bulk = {}
-    if runs > 1:
-        for n, s in info.items():
-            if n in evidence or n in latent_values or s.observed:
-                continue
-            mech = mechanisms.standard_noise_mechanism(s.family)
-            if mech is not None:
-                bulk[n] = mech
-
     def build(with_noise: bool):
-        n_act = len(action_list)
-        one = world_program(model, info, world_dim, arg_rebuild, act_rebuild, n_act)
+        # Sites that draw their noise (no factual value) from a parameter-free
+        # standard distribution get it in one bulk draw for all samples: drawing per
+        # sample from per-sample PRNG keys costs several times more (a key split per
+        # site and sample).
+        bulk = {}
+        if runs > 1:
+            for n, s in info.items():
+                if n in evidence or n in latent_values or s.observed:
+                    continue
+                mech = mechanisms.standard_noise_mechanism(s.family)
+                if mech is not None:
+                    bulk[n] = mech
+        counted: list = []
+        one = world_program(
+            model, info, world_dim, arg_rebuild, act_rebuild, len(action_list), counted
+        )
         lat_axis = 0 if latent_values else None
         shapes, needs_keys = {}, True
         if bulk:  # noise shapes, and whether any key is still drawn, shape-only
@@ -267,11 +269,8 @@ def run_counterfactual(
             example = (k_world, evidence, lat_one, act_dyn, arg_dyn)
             _, noise = jax.eval_shape(one, *example)
             shapes = {n: noise[n] for n in sorted(bulk)}
-            counted: list = []
-            counting = world_program(
-                model, info, world_dim, arg_rebuild, act_rebuild, n_act, key_counter=counted
-            )
-            jax.eval_shape(counting, *example, shapes)
+            counted.clear()  # count the keys the run takes with the bulk noise given
+            jax.eval_shape(one, *example, shapes)
             needs_keys = bool(counted)
 
         def draw(key):
