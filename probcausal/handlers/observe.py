@@ -29,7 +29,18 @@ _FINITE: dict[int, weakref.ref] = {}
 
 
 def known_finite(evidence: Mapping[str, Any]) -> bool:
-    """Whether every evidence value is a JAX array already found finite."""
+    """Whether every evidence value is a JAX array already found finite.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> evidence = {"y": jnp.ones(3)}
+    >>> known_finite(evidence)
+    False
+    >>> mark_finite(evidence)
+    >>> known_finite(evidence)
+    True
+    """
     for value in evidence.values():
         ref = _FINITE.get(id(value))
         if ref is None or ref() is not value:

@@ -117,7 +117,17 @@ def registered() -> dict[type, Mechanism]:
 
 def standard_noise_mechanism(family: type) -> Mechanism | None:
     """The mechanism of distribution class ``family`` when its noise does not depend
-    on the distribution's parameters (``Mechanism.standard_noise``), else None."""
+    on the distribution's parameters (``Mechanism.standard_noise``), else None.
+
+    Examples
+    --------
+    >>> import numpyro.distributions as dist
+    >>> from probcausal import mechanisms
+    >>> type(mechanisms.standard_noise_mechanism(dist.Normal)).__name__
+    'LocationScale'
+    >>> mechanisms.standard_noise_mechanism(dist.StudentT) is None  # noise needs df
+    True
+    """
     for cls in family.__mro__:
         if cls in _REGISTRY:
             m = _REGISTRY[cls]
