@@ -393,11 +393,14 @@ Where probcausal's time goes, when a target is missed:
 - **Python per query** (about 0.2 ms): evidence validation, the cache lookup of
   the compiled program keyed by model, evidence structure, actions and shapes,
   and the result object. It dominates below 10k units.
-- **The NaN/inf refusal** reads the evidence once per JAX array: JAX arrays are
-  immutable, so repeated queries on the same evidence arrays (as here) skip that
-  pass; NumPy evidence is checked on every query, inside the compiled program.
-- **Compilation on the first call** (tracing the model, building the world
-  program, XLA): hundreds of milliseconds, where DoWhy-gcm runs NumPy at once.
+- **The NaN/inf refusal** reads the evidence once per JAX array, before the
+  first query (with NumPy where the array is in host memory, so nothing is
+  compiled): JAX arrays are immutable, so repeated queries on the same evidence
+  arrays (as here) skip that pass and reuse the first query's program; NumPy
+  evidence is checked on every query, inside the compiled program.
+- **Compilation on the first call**: reading the model's sites and graph (one
+  shape-only trace), tracing the world program and XLA's compilation take
+  together 150 to 250 ms at 100k units, where DoWhy-gcm runs NumPy at once.
   Later calls with the same structure reuse the program, and JAX's persistent
   compilation cache keeps it across processes.
 - **Sampling queries** (mediation): every noise term that nothing fixes is drawn

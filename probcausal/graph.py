@@ -5,26 +5,69 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 import networkx as nx
+from jax.extend.core import Primitive
+from jax.interpreters import ad, batching, mlir
 from numpyro.handlers import seed, trace
-from numpyro.infer.inspect import get_model_relations
+from numpyro.ops.provenance import track_deps_jaxpr, track_deps_rules
+from numpyro.primitives import Messenger
 
 from probcausal.handlers._stack import isolated
 from probcausal.mechanisms.base import _leaf
 
 __all__ = ["graph"]
 
+# Identity on a sample site's value that marks where the value enters the program.
+# Provenance tracking through the jaxpr (NumPyro's ``track_deps_jaxpr``, with a
+# rule registered for this primitive) then starts afresh at each site: what a
+# distribution's log-density depends on, beyond the site itself, are its parents.
+_site_value = Primitive("probcausal_site_value")
+_site_value.def_impl(lambda x, *, name: x)
+_site_value.def_abstract_eval(lambda x, *, name: x)
+track_deps_rules[_site_value] = lambda eqn, _: [frozenset({eqn.params["name"]})]
+# identity under outer transforms too (a query traced inside ``jit``, ``vmap``, ``grad``)
+batching.primitive_batchers[_site_value] = lambda args, dims, name: (
+    _site_value.bind(args[0], name=name),
+    dims[0],
+)
+ad.deflinear2(_site_value, lambda ct, _, name: [ct])
+mlir.register_lowering(_site_value, mlir.lower_fun(lambda x, name: x, multiple_results=False))
+
+
+class _mark_sites(Messenger):
+    """Pass every sample site's value through :data:`_site_value`."""
+
+    def postprocess_message(self, msg):
+        if msg["type"] == "sample" and not msg["infer"].get("is_auxiliary"):
+            msg["value"] = _site_value.bind(jnp.asarray(msg["value"]), name=msg["name"])
+
+
+def _dependence(site):
+    """What ``site``'s provenance is read from: its log-density at its value (as
+    NumPyro's ``get_model_relations`` reads it), else its distribution's leaves."""
+    try:
+        return site["fn"].log_prob(site["value"])
+    except NotImplementedError:
+        return jax.tree_util.tree_leaves(site["fn"])
+
 
 def abstract_sites(model: Callable, args=(), kwargs=None, describe=None) -> dict[str, dict]:
     """Site name -> what :func:`graph` needs of each sample site (``intervened``,
-    ``observed``, ``fn_type``, ``shape``, ``plates``), plus ``describe(site)``'s
-    entries, from one shape-only run of the model (``jax.eval_shape``): no array is
-    computed and nothing is compiled, so the cost does not grow with plate sizes."""
+    ``observed``, ``fn_type``, ``shape``, ``plates``, ``parents``), plus
+    ``describe(site)``'s entries, from one shape-only trace of the model
+    (``jax.make_jaxpr``): no array is computed and nothing is compiled, so the cost
+    does not grow with plate sizes.
+
+    ``parents`` are the sample sites whose values the site's distribution depends
+    on, through deterministic code and ``numpyro.deterministic`` sites.
+    """
     kwargs = kwargs or {}
     collected: dict[str, dict] = {}
 
     def run():
-        tr = trace(seed(model, 0)).get_trace(*args, **kwargs)
+        tr = trace(_mark_sites(seed(model, 0))).get_trace(*args, **kwargs)
+        dependence = {}
         for name, site in tr.items():
             if site["type"] != "sample" or site["infer"].get("is_auxiliary"):
                 continue
@@ -36,10 +79,17 @@ def abstract_sites(model: Callable, args=(), kwargs=None, describe=None) -> dict
                 plates=tuple(f.name for f in site["cond_indep_stack"]),
                 **(describe(site) if describe is not None else {}),
             )
-        return 0
+            dependence[name] = _dependence(site)
+        return dependence
 
     with isolated():
-        jax.eval_shape(run)
+        closed, shapes = jax.make_jaxpr(run, return_shape=True)()
+    provenance = jax.tree_util.tree_unflatten(
+        jax.tree_util.tree_structure(shapes), track_deps_jaxpr(closed.jaxpr, [])
+    )
+    for name, site in collected.items():
+        deps = frozenset().union(*jax.tree_util.tree_leaves(provenance[name]))
+        site["parents"] = deps - {name}
     return collected
 
 
@@ -67,25 +117,12 @@ def graph(model: Callable, *args, **kwargs) -> nx.DiGraph:
     >>> sorted(pc.graph(pc.do(model, {"h": 2.0})).edges())  # x -> h is cut
     [('h', 'y'), ('x', 'y')]
     """
-    return graph_of_sites(model, args, kwargs, abstract_sites(model, args, kwargs))
+    return graph_of_sites(abstract_sites(model, args, kwargs))
 
 
-def graph_of_sites(model: Callable, args, kwargs, sites: dict[str, dict]) -> nx.DiGraph:
+def graph_of_sites(sites: dict[str, dict]) -> nx.DiGraph:
     """:func:`graph` from sites already read by :func:`abstract_sites` (callers that
     need more of each site read the model once)."""
-    with isolated():
-        rel = get_model_relations(model, model_args=args, model_kwargs=kwargs)
-    deps = rel["sample_sample"]
-
-    def parents(name, seen=()):
-        out = set()
-        for p in deps.get(name, ()):
-            if p in sites:
-                out.add(p)
-            elif p not in seen:  # a deterministic site: look through it
-                out |= parents(p, seen + (name,))
-        return out
-
     g = nx.DiGraph()
     for name, site in sites.items():
         intervened = site["intervened"]
@@ -95,12 +132,12 @@ def graph_of_sites(model: Callable, args, kwargs, sites: dict[str, dict]) -> nx.
             observed=observed,
             latent=not observed and not intervened,
             intervened=intervened,
-            distribution=rel["sample_dist"].get(name, site["fn_type"].__name__),
+            distribution=site["fn_type"].__name__,
             shape=site["shape"],
             plates=site["plates"],
         )
-    for name in sites:
-        if not g.nodes[name]["intervened"]:
-            for p in sorted(parents(name)):
+    for name, site in sites.items():
+        if not site["intervened"]:
+            for p in sorted(site["parents"] & sites.keys()):
                 g.add_edge(p, name)
     return g

@@ -8,6 +8,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from numpyro.handlers import condition
 
 from probcausal.errors import InvalidEvidenceError
@@ -89,19 +90,38 @@ def raise_nonfinite(counts: Mapping[str, Any]) -> None:
 
 
 _jit_counts = jax.jit(nonfinite_counts)
+_jit_any = jax.jit(any_nonfinite)
+
+
+def _in_host_memory(value) -> bool:
+    return not isinstance(value, jax.Array) or all(d.platform == "cpu" for d in value.devices())
+
+
+def _host_nonfinite(value) -> int:
+    """NaN and infinite values in an array held in host memory (NumPy, no compile)."""
+    a = np.asarray(value)
+    if not np.issubdtype(a.dtype, np.inexact):
+        return 0
+    with np.errstate(all="ignore"):  # inf - inf, or a large finite sum overflowing
+        if np.isfinite(np.sum(a)):  # one pass; when it is not, count exactly
+            return 0
+    return int(np.sum(~np.isfinite(a)))
 
 
 def check_finite(evidence: Mapping[str, Any]) -> None:
     """Raise :class:`~probcausal.errors.InvalidEvidenceError` on NaN or inf evidence.
 
-    Runs on the device (one reduction, one small transfer). Tracers (inside
-    ``jit``) are skipped: validate eagerly, before compiling.
+    Arrays in host memory (NumPy, JAX on the CPU) are checked with NumPy, which
+    compiles nothing; arrays on an accelerator on the device (one reduction, one
+    small transfer; the bad values are counted only when there are any). Tracers
+    (inside ``jit``) are skipped: validate eagerly, before compiling.
     """
-    concrete = {
-        n: jnp.asarray(v) for n, v in evidence.items() if not isinstance(v, jax.core.Tracer)
-    }
-    if concrete:
-        raise_nonfinite(jax.device_get(_jit_counts(concrete)))
+    concrete = {n: v for n, v in evidence.items() if not isinstance(v, jax.core.Tracer)}
+    host = {n: v for n, v in concrete.items() if _in_host_memory(v)}
+    raise_nonfinite({n: _host_nonfinite(v) for n, v in host.items()})
+    device = {n: v for n, v in concrete.items() if n not in host}
+    if device and bool(_jit_any(device)):
+        raise_nonfinite(jax.device_get(_jit_counts(device)))
 
 
 class observe(condition):

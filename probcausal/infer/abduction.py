@@ -94,7 +94,7 @@ def model_info(model: Callable, args=(), kwargs=None) -> dict[str, SiteInfo]:
         )
 
     sites = abstract_sites(model, args, kwargs, describe)
-    g = graph_of_sites(model, args, kwargs, sites)
+    g = graph_of_sites(sites)
     return {
         name: SiteInfo(
             name=name,

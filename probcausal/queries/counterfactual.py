@@ -191,14 +191,21 @@ def run_counterfactual(
     action_list = [dict(actions)] if single else [dict(a) for a in actions]
     arg_split = split_static((args, kwargs), numbers_dynamic=False)
     info = info_for(model, args, kwargs, arg_split)
+    # JAX arrays pass through validate unchanged, so a finiteness check is remembered
+    rememberable = all(
+        isinstance(v, jax.Array) and not isinstance(v, jax.core.Tracer) for v in evidence.values()
+    )
     evidence = validate(info, dict(evidence), action_list)
 
     latents = latent_ancestors(info, evidence)
     requested, method = method, choose_method(info, latents, method, evidence)
-    # NaN/inf evidence is refused once per JAX array (they are immutable): before
-    # inference when there is any, else fused into the compiled program
+    # NaN/inf evidence is refused once per JAX array (they are immutable): checked
+    # eagerly and remembered, so that the first and later queries on the same
+    # evidence share one compiled program. Evidence converted from NumPy is new on
+    # every query: its check is fused into the compiled program, which reads the
+    # evidence anyway (unless an inference engine needs it checked first).
     check = not known_finite(evidence)
-    if latents and check:
+    if check and (latents or rememberable):
         check_finite(evidence)
         mark_finite(evidence)
         check = False

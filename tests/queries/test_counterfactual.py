@@ -230,6 +230,7 @@ def test_nan_evidence():
 
 def test_finite_jax_evidence_is_checked_once_and_nan_every_time():
     from probcausal.handlers.observe import known_finite
+    from probcausal.queries import _program
 
     n = 5
     ok = {k: jnp.ones(n) for k in "xhy"}
@@ -238,9 +239,11 @@ def test_finite_jax_evidence_is_checked_once_and_nan_every_time():
     assert not known_finite(ok)
     pc.counterfactual(encouragement, ok, {"h": 2.0}, **query)
     assert known_finite(ok)  # immutable: later queries skip the pass over it
+    programs = set(_program._CACHE)
     np.testing.assert_allclose(
         pc.counterfactual(encouragement, ok, {"h": 0.0}, **query)["y"][0], 0.6, rtol=1e-6
     )
+    assert set(_program._CACHE) <= programs  # the first query's program, not a new one
     for _ in range(2):  # never remembered as finite
         with pytest.raises(InvalidEvidenceError, match=r"site 'h' holds 1 NaN or infinite"):
             pc.counterfactual(encouragement, bad, {"h": 2.0}, **query)
