@@ -50,6 +50,29 @@ def test_invariant_over_samples(net, batch):
     np.testing.assert_allclose(net(x[perm]), net(x), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("length", [257, 640])
+def test_blocked_attention_is_flax_attention(length):
+    """Blocks of queries (padded when the length is not a multiple) give flax's
+    attention and its gradient, and the network stays invariant over samples."""
+    from probcausal.models.avici.model import QUERY_BLOCK, blocked_attention
+
+    assert length > 2 * QUERY_BLOCK  # the blocked path
+    q, k, v = jax.random.normal(jax.random.key(length), (3, 3, length, 2, 8))
+    np.testing.assert_allclose(
+        blocked_attention(q, k, v), nnx.dot_product_attention(q, k, v), atol=1e-6
+    )
+    loss = lambda f: lambda q: jnp.sum(jnp.sin(f(q, k, v)))  # noqa: E731
+    np.testing.assert_allclose(
+        jax.grad(loss(blocked_attention))(q),
+        jax.grad(loss(nnx.dot_product_attention))(q),
+        atol=1e-5,
+    )
+    net = AVICI(dim=16, layers=1, heads=2, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (length, 4, 2))
+    perm = jax.random.permutation(jax.random.key(2), length)
+    np.testing.assert_allclose(predict(net, x[perm][None]), predict(net, x[None]), atol=1e-6)
+
+
 def test_diagonal_is_masked(net, batch):
     probs = predict(net, batch.inputs)
     assert probs.shape == (2, 6, 6)

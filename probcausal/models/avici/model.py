@@ -20,10 +20,41 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-__all__ = ["AVICI", "edge_probabilities"]
+__all__ = ["AVICI", "blocked_attention", "edge_probabilities"]
 
 #: logit of the diagonal (self-loops are not edges)
 MASKED = -1e9
+
+
+#: queries per block of :func:`blocked_attention`
+QUERY_BLOCK = 128
+
+
+def blocked_attention(query, key, value, *, mask=None, dropout_rate=0.0, **kwargs):
+    """Flax's ``dot_product_attention``, over blocks of at most :data:`QUERY_BLOCK`
+    queries at a time when the sequence is longer than two blocks.
+
+    The same arithmetic; what changes is the memory: the attention weights of one
+    block, ``(..., heads, block, length)``, instead of all ``length^2`` of them. Over
+    the samples of a data set (``length = n``, a thousand and more) the full weights
+    do not fit in the CPU's caches, and blocks run 1.5x faster there.
+    """
+    length = query.shape[-3]
+    blocks = -(-length // QUERY_BLOCK)
+    if blocks <= 2 or mask is not None or dropout_rate > 0 or kwargs.get("is_causal"):
+        return nnx.dot_product_attention(
+            query, key, value, mask=mask, dropout_rate=dropout_rate, **kwargs
+        )
+    kwargs.pop("module", None)  # sowing the weights needs them all at once
+    size = -(-length // blocks)
+    pad = [(0, 0)] * query.ndim
+    pad[-3] = (0, blocks * size - length)
+    q = jnp.pad(query, pad)  # padded queries are dropped below
+    q = jnp.moveaxis(q.reshape(*q.shape[:-3], blocks, size, *q.shape[-2:]), -4, 0)
+    out = jax.lax.map(lambda qb: nnx.dot_product_attention(qb, key, value, **kwargs), q)
+    out = jnp.moveaxis(out, 0, -4)
+    out = out.reshape(*out.shape[:-4], blocks * size, *out.shape[-2:])
+    return out[..., :length, :, :]
 
 
 class _Block(nnx.Module):
@@ -32,7 +63,12 @@ class _Block(nnx.Module):
     def __init__(self, dim: int, heads: int, ffn_factor: int, *, rngs: nnx.Rngs):
         self.norm1 = nnx.LayerNorm(dim, rngs=rngs)
         self.attention = nnx.MultiHeadAttention(
-            num_heads=heads, in_features=dim, qkv_features=dim, decode=False, rngs=rngs
+            num_heads=heads,
+            in_features=dim,
+            qkv_features=dim,
+            decode=False,
+            attention_fn=blocked_attention,
+            rngs=rngs,
         )
         self.norm2 = nnx.LayerNorm(dim, rngs=rngs)
         self.hidden = nnx.Linear(dim, ffn_factor * dim, rngs=rngs)
