@@ -66,7 +66,8 @@ def abstract_sites(model: Callable, args=(), kwargs=None, describe=None) -> dict
     collected: dict[str, dict] = {}
 
     def run():
-        tr = trace(_mark_sites(seed(model, 0))).get_trace(*args, **kwargs)
+        with _mark_sites():  # outermost: its postprocessing runs before the trace's copy
+            tr = trace(seed(model, 0)).get_trace(*args, **kwargs)
         dependence = {}
         for name, site in tr.items():
             if site["type"] != "sample" or site["infer"].get("is_auxiliary"):

@@ -16,7 +16,15 @@ settings.register_profile(
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-settings.load_profile("default")
+# a longer, randomized search for counterexamples: HYPOTHESIS_PROFILE=deep make test-fast
+settings.register_profile(
+    "deep",
+    deadline=None,
+    max_examples=300,
+    derandomize=False,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture
