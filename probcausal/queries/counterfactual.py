@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from probcausal import mechanisms
+from probcausal.errors import AbductionError
 from probcausal.handlers.do import action_label
 from probcausal.handlers.observe import any_nonfinite, check_finite, known_finite, mark_finite
 from probcausal.infer.abduction import (
@@ -168,6 +169,10 @@ def counterfactual(
     )
 
 
+def _any_tracer(tree) -> bool:
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(tree))
+
+
 def run_counterfactual(
     model,
     evidence,
@@ -192,9 +197,8 @@ def run_counterfactual(
     arg_split = split_static((args, kwargs), numbers_dynamic=False)
     info = info_for(model, args, kwargs, arg_split)
     # JAX arrays pass through validate unchanged, so a finiteness check is remembered
-    rememberable = all(
-        isinstance(v, jax.Array) and not isinstance(v, jax.core.Tracer) for v in evidence.values()
-    )
+    traced = _any_tracer(evidence)
+    rememberable = not traced and all(isinstance(v, jax.Array) for v in evidence.values())
     evidence = validate(info, dict(evidence), action_list)
 
     latents = latent_ancestors(info, evidence)
@@ -203,12 +207,20 @@ def run_counterfactual(
     # eagerly and remembered, so that the first and later queries on the same
     # evidence share one compiled program. Evidence converted from NumPy is new on
     # every query: its check is fused into the compiled program, which reads the
-    # evidence anyway (unless an inference engine needs it checked first).
-    check = not known_finite(evidence)
+    # evidence anyway (unless an inference engine needs it checked first). Evidence
+    # traced by an enclosing jit or vmap has no values to check: validate it before.
+    check = not traced and not known_finite(evidence)
     if check and (latents or rememberable):
         check_finite(evidence)
         mark_finite(evidence)
         check = False
+    if latents and (traced or _any_tracer((args, kwargs))):
+        raise AbductionError(
+            f"the latent site(s) {latents} need an inference engine, which decides on "
+            "concrete values, but the evidence or the model arguments are traced (the "
+            "query runs inside jax.jit, vmap or grad). Run this query outside the "
+            "transformation; queries whose evidence fixes every noise term run inside."
+        )
     # split only when an engine needs its own key: a split is an eager dispatch
     k_post, k_world = jax.random.split(rng_key) if latents else (None, rng_key)
     infer = lambda method: posterior_latents(  # noqa: E731

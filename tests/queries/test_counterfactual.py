@@ -302,3 +302,25 @@ def test_rejection_abduction_errors_name_the_fix():
             method="rejection",
             max_draws=10_000,
         )
+
+
+def test_full_evidence_query_inside_jit_and_vmap():
+    """Evidence that fixes every noise term needs no engine: the query traces
+    under an enclosing jit or vmap and gives the eager answers."""
+    evidence = lambda y: {"x": 0.5, "h": 1.0, "y": y}  # noqa: E731
+    query = lambda y: pc.counterfactual(  # noqa: E731
+        encouragement, evidence(y), {"h": 2.0}, rng_key=KEY, num_samples=1
+    )["y"][0]
+    ys = jnp.array([1.5, 2.0, -1.0])
+    eager = np.array([float(query(float(y))) for y in ys])
+    np.testing.assert_allclose(eager, ys + 0.4, rtol=1e-6)  # y' = y + 0.4 (2 - h)
+    np.testing.assert_allclose(jax.vmap(query)(ys), eager, rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(query)(ys[1]), eager[1], rtol=1e-6)
+
+
+def test_query_with_latents_inside_jit_names_the_latents():
+    query = lambda y: pc.counterfactual(  # noqa: E731
+        encouragement, {"y": y}, {"h": 2.0}, rng_key=KEY, num_samples=4
+    )["y"]
+    with pytest.raises(AbductionError, match=r"latent site\(s\) \['x', 'h'\].*jax.jit"):
+        jax.jit(query)(1.5)
