@@ -10,8 +10,9 @@ import jax.numpy as jnp
 
 from probcausal import mechanisms
 from probcausal.errors import AbductionError
-from probcausal.handlers.do import action_label
+from probcausal.handlers.do import WorldValue, action_label
 from probcausal.handlers.observe import any_nonfinite, check_finite, known_finite, mark_finite
+from probcausal.handlers.worlds import _reads_value
 from probcausal.infer.abduction import (
     NotGaussian,
     choose_method,
@@ -169,6 +170,11 @@ def counterfactual(
     )
 
 
+def _reads_factual(action_list) -> bool:
+    """Whether an action reads the factual world (``WorldValue(0)``)."""
+    return any(isinstance(a, WorldValue) and a.world == 0 for w in action_list for a in w.values())
+
+
 def _any_tracer(tree) -> bool:
     return any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(tree))
 
@@ -292,16 +298,33 @@ def run_counterfactual(
             jax.eval_shape(one, *example, shapes)
             needs_keys = bool(counted)
 
-        def draw(key):
+        # A summary reads the counterfactual worlds only. A site that each of them
+        # sets (by a value, not a function of its own value) then takes its natural
+        # value in the unread factual world alone: its noise is never drawn.
+        unread = {
+            n
+            for n in shapes
+            if summary is not None
+            and not _reads_factual(action_list)
+            and all(n in a and not _reads_value(a[n]) for a in action_list)
+        }
+
+        def draw(key):  # each site's stream is the same whether others are drawn or not
             key, k_bulk = jax.random.split(key)
             return key, {
                 n: bulk[n]
                 .sample_noise(jax.random.fold_in(k_bulk, i), (runs,) + s.shape)
                 .astype(s.dtype)
                 for i, (n, s) in enumerate(shapes.items())
+                if n not in unread
             }
 
         def batched(key, ev, lat, act, argl, drawn=None):
+            if unread:  # placeholders: XLA drops them with the factual world
+                drawn = {
+                    **drawn,
+                    **{n: jnp.zeros((runs,) + shapes[n].shape, shapes[n].dtype) for n in unread},
+                }
             keys, key_axis = (jax.random.split(key, runs), 0) if needs_keys else (key, None)
             values, noise = jax.vmap(
                 one, in_axes=(key_axis, None, lat_axis, None, None, 0 if drawn else None)
