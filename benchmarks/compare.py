@@ -406,11 +406,11 @@ Where probcausal's time goes, when a target is missed:
 - **Sampling queries** (mediation): every noise term that nothing fixes is drawn
   for all samples in one bulk draw per site (a program of its own, so XLA does not
   recompute the inverse-CDF transforms for every world), then the vectorized world
-  program runs on it. What remains over the floor is the noise the floor skips:
-  the treatment's factual noise (the floor drops the factual world), and the
-  binary Gumbel-max pair per Bernoulli site (two Gumbels where the floor draws one
-  uniform), which counterfactual stability and exact abduction need. PRNG draws
-  (threefry) dominate both on the CPU.
+  program runs on it. The treatment is set in every world the summary reads, so
+  its noise is not drawn at all; a Bernoulli site draws one logistic (the
+  difference of its Gumbel-max pair), where the floor draws one uniform. PRNG
+  draws (threefry) dominate both on the CPU; what remains over the floor is the
+  world machinery (four worlds where the floor writes three outcomes).
 - **Partial evidence**: the model is linear-Gaussian, so the automatic engine is
   the exact conjugate posterior (checked quadratic, block-diagonal over the
   units); NUTS, the engine for other continuous models, takes about 3 s here.

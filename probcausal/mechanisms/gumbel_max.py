@@ -3,7 +3,9 @@
 ``x = argmax(logits + u)`` with i.i.d. standard Gumbel ``u``: counterfactually stable
 (Oberst & Sontag, 2019). Abduction draws ``u`` from its posterior given the observed
 argmax by top-down truncated-Gumbel sampling: the maximum ``logsumexp(logits) + G``
-goes to the observed class, the others are Gumbels truncated below it.
+goes to the observed class, the others are Gumbels truncated below it. For two
+classes (Bernoulli) the noise is the difference of the two Gumbels, a standard
+logistic, abducted by truncation at the logit.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from numpyro.distributions.discrete import (
 from probcausal.errors import SeedRequiredError
 from probcausal.mechanisms.base import Mechanism, register
 
-__all__ = ["GumbelMax", "posterior_gumbels"]
+__all__ = ["GumbelMax", "posterior_gumbels", "posterior_logistic"]
 
 
 def posterior_gumbels(key: jax.Array, logits: jax.Array, x: jax.Array) -> jax.Array:
@@ -50,8 +52,39 @@ def posterior_gumbels(key: jax.Array, logits: jax.Array, x: jax.Array) -> jax.Ar
     return jnp.where(chosen, top, truncated) - logits
 
 
+def posterior_logistic(key: jax.Array, logits: jax.Array, x: jax.Array) -> jax.Array:
+    """Standard-logistic noise ``d`` drawn from ``p(d | 1[logits > d] = x)``: a
+    logistic truncated to ``d < logits`` (``x = 1``) or ``d >= logits`` (``x = 0``),
+    by its inverse CDF in log space (stable for large ``|logits|``).
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> d = posterior_logistic(jax.random.PRNGKey(1), jnp.array([-3.0, 3.0]), jnp.array([1, 0]))
+    >>> d.tolist()[0] < -3.0 < 3.0 <= d.tolist()[1]
+    True
+    """
+    if key is None:
+        raise SeedRequiredError("<gumbel-max>", "abduct its logistic noise")
+    shape = jnp.broadcast_shapes(jnp.shape(logits), jnp.shape(x))
+    u = jax.random.uniform(key, shape, minval=jnp.finfo(jnp.float32).tiny)
+    one = jnp.asarray(x) == 1
+    # the CDF value v of d lies in (0, sigmoid(l)) when x = 1, else in [sigmoid(l), 1)
+    log_inside = jnp.log(u) + jnp.where(
+        one, jax.nn.log_sigmoid(logits), jax.nn.log_sigmoid(-logits)
+    )  # log v when x = 1, log(1 - v) when x = 0
+    log_outside = jnp.log(-jnp.expm1(log_inside))  # log(1 - v), or log v
+    return jnp.where(one, log_inside - log_outside, log_outside - log_inside)
+
+
 class GumbelMax(Mechanism):
-    """Gumbel-max mechanism; ``binary=True`` for Bernoulli (logits ``[0, l]``)."""
+    """Gumbel-max mechanism ``x = argmax(logits + u)``.
+
+    ``binary=True`` is Bernoulli, the two-class case with logits ``[0, l]``:
+    ``x = 1[l + u_1 > u_0] = 1[l > d]``, where ``d = u_0 - u_1`` is standard
+    logistic. Every world's value depends on the Gumbel pair through ``d`` alone, so
+    ``d`` is the noise: the same counterfactuals from one draw instead of two.
+    """
 
     exact = False
     standard_noise = True
@@ -59,25 +92,23 @@ class GumbelMax(Mechanism):
     def __init__(self, binary: bool):
         self.binary = binary
 
-    def _logits(self, fn):
-        if self.binary:
-            lg = fn.logits
-            return jnp.stack([jnp.zeros_like(lg), lg], axis=-1)
-        return fn.logits
-
     def noise_event_shape(self, fn):
-        return (2,) if self.binary else (fn.logits.shape[-1],)
+        return () if self.binary else (fn.logits.shape[-1],)
 
     def sample_noise(self, key, shape, fn=None):
+        if self.binary:
+            return jax.random.logistic(key, shape)
         return jax.random.gumbel(key, shape)
 
     def apply(self, fn, u):
-        if self.binary:  # argmax([0, l] + u) elementwise: ties go to 0, as argmax's
-            return (fn.logits + u[..., 1] > u[..., 0]).astype(jnp.int32)
-        return jnp.argmax(self._logits(fn) + u, axis=-1).astype(jnp.int32)
+        if self.binary:  # ties go to 0, as argmax([0, l] + u)'s
+            return (fn.logits > u).astype(jnp.int32)
+        return jnp.argmax(fn.logits + u, axis=-1).astype(jnp.int32)
 
     def abduct(self, key, fn, x):
-        return posterior_gumbels(key, self._logits(fn), x)
+        if self.binary:
+            return posterior_logistic(key, fn.logits, x)
+        return posterior_gumbels(key, fn.logits, x)
 
 
 register(BernoulliProbs, GumbelMax(binary=True))

@@ -7,6 +7,7 @@ from scipy import stats
 
 from probcausal import mechanisms
 from probcausal.errors import MissingMechanismError
+from probcausal.mechanisms.gumbel_max import posterior_gumbels
 
 KEY = jax.random.PRNGKey(0)
 N = 20000
@@ -86,7 +87,13 @@ def test_discrete_abduction_reproduces_the_value_and_the_prior(fn):
     np.testing.assert_array_equal(mechanisms.apply(expanded, u), x)
     # p(u | x) integrated over p(x) is the prior of u (uniform or standard Gumbel);
     # one-sample KS, 1e-3 critical value 1.95 / sqrt(N) (per noise coordinate)
-    prior = "uniform" if isinstance(fn, dist.Poisson | dist.BinomialProbs) else "gumbel_r"
+    prior = (
+        "uniform"
+        if isinstance(fn, dist.Poisson | dist.BinomialProbs)
+        else "logistic"
+        if isinstance(fn, dist.BernoulliProbs | dist.BernoulliLogits)
+        else "gumbel_r"
+    )
     u = np.asarray(u).reshape(N, -1)
     for j in range(u.shape[1]):
         assert stats.kstest(u[:, j], prior).statistic < 1.95 / np.sqrt(N)
@@ -150,12 +157,25 @@ def test_standard_noise_is_drawn_without_the_distribution(fn):
     )
 
 
-def test_binary_gumbel_max_apply_matches_argmax_with_ties():
+def test_binary_gumbel_max_is_two_class_argmax_through_the_gumbel_difference():
+    """Bernoulli's noise d = u0 - u1 of a Gumbel pair gives the two-class argmax,
+    ties included (to 0), and its abduction matches the pair's: the posterior of
+    u0 - u1 under truncated-Gumbel abduction is the truncated logistic."""
     logits = jnp.array([-1.0, 0.0, 0.5, 2.0, 0.0])
     u = jnp.array([[0.3, -0.7], [1.0, 1.0], [0.0, -0.5], [0.0, -2.5], [0.2, 0.1]])
     fn = dist.Bernoulli(logits=logits)
     expected = jnp.argmax(jnp.stack([jnp.zeros(5), logits], -1) + u, axis=-1)
-    assert mechanisms.apply(fn, u).tolist() == expected.tolist() == [0, 0, 0, 0, 0]
+    d = u[..., 0] - u[..., 1]
+    assert mechanisms.apply(fn, d).tolist() == expected.tolist() == [0, 0, 0, 0, 0]
     u = jax.random.gumbel(KEY, (1000, 5, 2))
     expected = jnp.argmax(jnp.stack([jnp.zeros(5), logits], -1) + u, axis=-1)
-    np.testing.assert_array_equal(mechanisms.apply(fn, u), expected)
+    np.testing.assert_array_equal(mechanisms.apply(fn, u[..., 0] - u[..., 1]), expected)
+    # posterior: the pair's truncated-Gumbel draw, differenced, against the logistic's
+    big = dist.Bernoulli(logits=jnp.full((N,), 1.3))
+    x = jnp.arange(N) % 2
+    pair = posterior_gumbels(KEY, jnp.stack([jnp.zeros(N), big.logits], -1), x)
+    d = np.asarray(mechanisms.abduct(jax.random.PRNGKey(5), big, x))
+    for value in (0, 1):
+        sel = np.asarray(x) == value
+        diff = np.asarray(pair[sel, 0] - pair[sel, 1])
+        assert stats.ks_2samp(d[sel], diff).statistic < 1.95 * np.sqrt(2 / sel.sum())
