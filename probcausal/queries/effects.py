@@ -318,8 +318,8 @@ def probability_of_sufficiency(
     ...     numpyro.sample("y", dist.Bernoulli(0.4 + 0.5 * x))
     >>> ps = pc.probability_of_sufficiency(model, "x", "y", rng_key=jax.random.PRNGKey(0),
     ...                                    num_samples=20000)
-    >>> round(float(ps), 2)
-    0.83
+    >>> abs(float(ps) - 0.5 / 0.6) < 0.02  # Monte Carlo: sd about 0.003
+    True
     """
     ev = {treatment: control, outcome: 1 - outcome_value, **dict(evidence or {})}
     return _binary_query(
