@@ -147,6 +147,29 @@ def test_training_lowers_the_loss_and_resumes_exactly(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_pretrain_continues_a_saved_network(tmp_path, monkeypatch):
+    from probcausal.models.avici import pretrain
+
+    tiny = Domain(num_variables=4, num_observations=12, num_interventions=4)
+    monkeypatch.setattr(pretrain, "training_domains", lambda kind: [tiny])
+    monkeypatch.setattr(pretrain, "NETWORK", {"dim": 8, "layers": 1, "heads": 2})
+    first, second = tmp_path / "a.npz", tmp_path / "b.npz"
+    common = ["linear", "--batch-size", "2", "--no-progress"]
+    pretrain.main([*common, "--steps", "6", "--out", str(first)])
+    pretrain.main([*common, "--steps", "4", "--init", str(first), "--out", str(second)])
+    net, info = load_avici(second)
+    assert net.config["dim"] == 8  # the network of the first stage, not NETWORK's default
+    assert [stage["steps"] for stage in info["history"]] == [6, 4]
+    assert info["steps"] == 10
+    assert info["seconds"] == pytest.approx(sum(s["seconds"] for s in info["history"]), abs=0.2)
+    # a network trained in one stage keeps a flat record
+    assert "history" not in load_avici(first)[1]
+    # a third stage appends to the history instead of nesting it
+    third = pretrain.continued_info(info["history"], {"steps": 2, "seconds": 1.0})
+    assert [stage["steps"] for stage in third["history"]] == [6, 4, 2]
+    assert third["steps"] == 12 and all("history" not in s for s in third["history"])
+
+
 def test_acyclic_projection_keeps_the_likeliest_edges():
     names = list("abcd")
     rng = np.random.default_rng(0)
