@@ -9,7 +9,7 @@ scale-free graphs with 10 variables, Gaussian noise (ER) and Laplace noise (SF),
 
 ``--init NAME_OR_FILE`` continues training a shipped or saved network; the saved
 record then lists every stage under ``history``. The shipped networks were trained
-in two stages (docs/avici.md gives the commands).
+in three stages (docs/avici.md gives the commands).
 """
 
 from __future__ import annotations
