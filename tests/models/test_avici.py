@@ -165,7 +165,7 @@ def test_pretrain_continues_a_saved_network(tmp_path, monkeypatch):
     # a network trained in one stage keeps a flat record
     assert "history" not in load_avici(first)[1]
     # a third stage appends to the history instead of nesting it
-    third = pretrain.continued_info(info["history"], {"steps": 2, "seconds": 1.0})
+    third = pretrain.continued_info(info, {"steps": 2, "seconds": 1.0})
     assert [stage["steps"] for stage in third["history"]] == [6, 4, 2]
     assert third["steps"] == 12 and all("history" not in s for s in third["history"])
 

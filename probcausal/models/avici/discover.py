@@ -17,7 +17,7 @@ from flax import nnx
 
 from probcausal.data.scm import standardize
 from probcausal.errors import DiscoveryDataError
-from probcausal.models.avici.io import load_avici, pretrained
+from probcausal.models.avici.io import PRETRAINED, load_avici, pretrained
 from probcausal.models.avici.model import AVICI, edge_probabilities
 
 __all__ = ["Discovery", "acyclic_projection", "discover", "predict"]
@@ -207,9 +207,7 @@ def discover(
         )
     mask = _indicator(interventions, n, names)
     if isinstance(model, str):
-        net = (
-            _resolve_pretrained(model) if model in ("linear", "nonlinear") else load_avici(model)[0]
-        )
+        net = _resolve_pretrained(model) if model in PRETRAINED else load_avici(model)[0]
     elif isinstance(model, AVICI):
         net = model
     else:

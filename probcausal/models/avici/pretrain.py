@@ -49,12 +49,22 @@ def training_domains(kind: str, num_variables=(10,)) -> list[Domain]:
     return domains
 
 
-def continued_info(earlier: list[dict], info: dict) -> dict:
-    """The record of a network trained in stages: ``info`` of the last stage, with
-    ``history`` listing every stage and ``steps`` and ``seconds`` summed over them."""
-    if not earlier:
+def continued_info(previous: dict, info: dict) -> dict:
+    """The record of a network trained in stages: ``info`` of the new stage, with
+    ``history`` listing every stage (those of ``previous``, a saved record, then
+    this one) and ``steps`` and ``seconds`` summed over them.
+
+    >>> first = {"steps": 6, "seconds": 2.0}
+    >>> second = continued_info(first, {"steps": 4, "seconds": 1.0})
+    >>> [stage["steps"] for stage in second["history"]], second["steps"]
+    ([6, 4], 10)
+    >>> third = continued_info(second, {"steps": 2, "seconds": 1.0})
+    >>> [stage["steps"] for stage in third["history"]], third["seconds"]
+    ([6, 4, 2], 4.0)
+    """
+    if not previous:
         return info
-    stages = [{k: v for k, v in e.items() if k != "history"} for e in earlier] + [dict(info)]
+    stages = [*previous.get("history", [previous]), dict(info)]
     return {
         **info,
         "history": stages,
@@ -81,13 +91,10 @@ def main(argv=None) -> None:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     domains = training_domains(args.kind)
-    init, earlier = None, []
+    init, previous = None, {}
     if args.init is not None:
-        if args.init in PRETRAINED:
-            init, init_info = pretrained(args.init)
-        else:
-            init, init_info = load_avici(args.init)
-        earlier = init_info.get("history", [init_info]) if init_info else []
+        load = pretrained if args.init in PRETRAINED else load_avici
+        init, previous = load(args.init)
     start = time.perf_counter()
     net, result = train_avici(
         domains,
@@ -116,7 +123,7 @@ def main(argv=None) -> None:
         "seed": args.seed,
         "learning_rate": args.learning_rate,
     }
-    info = continued_info(earlier, info)
+    info = continued_info(previous, info)
     save_avici(net, args.out or f"{args.kind}.npz", info)
     print(
         f"{args.kind}: {args.steps} steps in {seconds:.0f} s on {info['device']}, "
