@@ -10,15 +10,22 @@ from __future__ import annotations
 __all__ = [
     "AbductionError",
     "DiscoveryDataError",
+    "DeterministicEvidenceError",
     "EvidenceShapeError",
+    "ImpossibleEvidenceError",
     "InterventionShapeError",
     "InvalidEvidenceError",
     "MissingMechanismError",
+    "NotFittedError",
+    "OutOfSupportError",
     "ProbcausalError",
     "SeedRequiredError",
     "TrainingDivergedError",
     "TrainingDataError",
+    "EstimandDataError",
+    "UnknownNodeError",
     "UnknownSiteError",
+    "UnsupportedQueryError",
     "WorldDimError",
 ]
 
@@ -30,12 +37,13 @@ class ProbcausalError(Exception):
 class UnknownSiteError(ProbcausalError, ValueError):
     """An action or an evidence entry names a site the model does not have."""
 
-    def __init__(self, kind: str, unknown, known):
+    def __init__(self, kind: str, unknown, known, why: str = ""):
         self.unknown = sorted(unknown)
         self.known = sorted(known)
         super().__init__(
-            f"{kind} name(s) {self.unknown} are not sample sites of the model. "
-            f"The model's sites are {self.known}; check the spelling, or the "
+            f"{kind} name(s) {self.unknown} are not sample sites of the model"
+            + (f": {why}. " if why else ". ")
+            + f"The model's sites are {self.known}; check the spelling, or the "
             "model arguments that decide which sites exist."
         )
 
@@ -78,6 +86,51 @@ class InvalidEvidenceError(ProbcausalError, ValueError):
             f"evidence for site '{site}' holds {count} NaN or infinite value(s). "
             "Remove those units, or leave the site out of the evidence to treat it as "
             "unobserved."
+        )
+
+
+class ImpossibleEvidenceError(ProbcausalError, ValueError):
+    """Evidence has probability zero under the model: a value outside its site's
+    support, or one the site's distribution gives zero probability."""
+
+    def __init__(self, site: str, value, reason: str, index=None):
+        self.site = site
+        self.value = value
+        where = f" at index {tuple(index)}" if index is not None and len(index) else ""
+        super().__init__(
+            f"evidence for site '{site}'{where} is {value!r}, which {reason}, so the "
+            "evidence is impossible under the model and no counterfactual is defined. "
+            "Check the data (coding of classes, units, counts), or the model's "
+            "parameters at that site."
+        )
+
+
+class OutOfSupportError(ProbcausalError, ValueError):
+    """An intervention or evidence value lies outside the values its site can take
+    (a class index past the last class, a non-integer count)."""
+
+    def __init__(self, kind: str, site: str, value, support: str):
+        self.site = site
+        self.value = value
+        super().__init__(
+            f"{kind} value {value!r} for site '{site}' lies outside the site's support, "
+            f"{support}. Give a value the site can take"
+            + (" (class indices start at 0)." if "integers" in support or "{" in support else ".")
+        )
+
+
+class DeterministicEvidenceError(ProbcausalError, ValueError):
+    """Evidence names a ``numpyro.deterministic`` site."""
+
+    def __init__(self, site: str, inputs=()):
+        self.site = site
+        hint = f" (it is computed from {sorted(inputs)})" if inputs else ""
+        super().__init__(
+            f"site '{site}' is a numpyro.deterministic site{hint}: its value is a "
+            "function of other sites and has no noise of its own, so it cannot be "
+            "conditioned on directly. Observe the sample sites it is computed from, or "
+            "make it a sample site with a noise distribution (for a measurement, "
+            "`numpyro.sample(name, dist.Normal(value, sigma), obs=...)`)."
         )
 
 
@@ -146,3 +199,27 @@ class TrainingDataError(ProbcausalError, ValueError):
 class DiscoveryDataError(ProbcausalError, ValueError):
     """Data or intervention targets given to :func:`probcausal.discover` are
     malformed: a shape, a NaN, an unknown target."""
+
+
+class UnsupportedQueryError(ProbcausalError, ValueError):
+    """The question has no meaningful answer for this model (a probability of
+    causation on a continuous outcome)."""
+
+
+class UnknownNodeError(ProbcausalError, ValueError):
+    """A graph query names a node the graph does not have."""
+
+    def __init__(self, unknown, known):
+        self.unknown = sorted(map(str, unknown))
+        super().__init__(
+            f"node(s) {self.unknown} are not in the graph; its nodes are "
+            f"{sorted(map(str, known))}. Check the spelling, or add the node to the graph."
+        )
+
+
+class EstimandDataError(ProbcausalError, ValueError):
+    """Data given to ``Estimand.evaluate`` lack a variable or hold missing values."""
+
+
+class NotFittedError(ProbcausalError, ValueError):
+    """A research system was queried before ``fit``."""

@@ -52,7 +52,9 @@ def _dependence(site):
         return jax.tree_util.tree_leaves(site["fn"])
 
 
-def abstract_sites(model: Callable, args=(), kwargs=None, describe=None) -> dict[str, dict]:
+def abstract_sites(
+    model: Callable, args=(), kwargs=None, describe=None, deterministic: dict | None = None
+) -> dict[str, dict]:
     """Site name -> what :func:`graph` needs of each sample site (``intervened``,
     ``observed``, ``fn_type``, ``shape``, ``plates``, ``parents``), plus
     ``describe(site)``'s entries, from one shape-only trace of the model
@@ -60,7 +62,9 @@ def abstract_sites(model: Callable, args=(), kwargs=None, describe=None) -> dict
     does not grow with plate sizes.
 
     ``parents`` are the sample sites whose values the site's distribution depends
-    on, through deterministic code and ``numpyro.deterministic`` sites.
+    on, through deterministic code and ``numpyro.deterministic`` sites. Given a
+    dict ``deterministic``, it is filled with the ``numpyro.deterministic`` sites:
+    name -> ``{"shape", "parents"}``.
     """
     kwargs = kwargs or {}
     collected: dict[str, dict] = {}
@@ -70,6 +74,10 @@ def abstract_sites(model: Callable, args=(), kwargs=None, describe=None) -> dict
             tr = trace(seed(model, 0)).get_trace(*args, **kwargs)
         dependence = {}
         for name, site in tr.items():
+            if site["type"] == "deterministic" and deterministic is not None:
+                deterministic[name] = dict(shape=tuple(jnp.shape(site["value"])))
+                dependence[name] = site["value"]
+                continue
             if site["type"] != "sample" or site["infer"].get("is_auxiliary"):
                 continue
             collected[name] = dict(
@@ -88,7 +96,7 @@ def abstract_sites(model: Callable, args=(), kwargs=None, describe=None) -> dict
     provenance = jax.tree_util.tree_unflatten(
         jax.tree_util.tree_structure(shapes), track_deps_jaxpr(closed.jaxpr, [])
     )
-    for name, site in collected.items():
+    for name, site in [*collected.items(), *(deterministic or {}).items()]:
         deps = frozenset().union(*jax.tree_util.tree_leaves(provenance[name]))
         site["parents"] = deps - {name}
     return collected

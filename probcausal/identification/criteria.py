@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+from probcausal.errors import UnknownNodeError
 from probcausal.identification.admg import ADMG
 from probcausal.identification.estimand import Estimand, Prob, marginal_sum, product
 
@@ -14,6 +15,12 @@ _MAX_CANDIDATES = 16
 
 def _names(x) -> list:
     return [x] if isinstance(x, str) else list(x)
+
+
+def _known(graph: ADMG, *groups) -> None:
+    unknown = {v for g in groups for v in _names(g)} - set(graph.nodes)
+    if unknown:
+        raise UnknownNodeError(unknown, graph.nodes)
 
 
 def _subsets(candidates, max_size):
@@ -35,6 +42,7 @@ def backdoor_adjustment_sets(
     >>> [sorted(z) for z in pc.backdoor_adjustment_sets(g, "x", "y")]
     [['z'], ['w', 'z']]
     """
+    _known(graph, treatment, outcome)
     x, y = set(_names(treatment)), set(_names(outcome))
     candidates = sorted(set(graph.nodes) - graph.descendants(x) - y, key=str)
     if max_size is None and len(candidates) > _MAX_CANDIDATES:
@@ -57,6 +65,7 @@ def frontdoor_set(graph: ADMG, treatment: str, outcome: str) -> set | None:
     >>> pc.frontdoor_set(g, "x", "y")
     {'m'}
     """
+    _known(graph, treatment, outcome)
     x, y = treatment, outcome
     between = (graph.descendants([x]) & graph.ancestors([y])) - {x, y}
     for m in _subsets(sorted(between, key=str), None if len(between) <= _MAX_CANDIDATES else 3):

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from probcausal.errors import EstimandDataError
+
 __all__ = ["Estimand", "Factor", "Prob", "Product", "Quotient", "Sum", "joint_table"]
 
 
@@ -149,7 +151,36 @@ def joint_table(data: Any, variables: Iterable) -> tuple[Factor, dict]:
     Returns the factor and each variable's domain (sorted distinct values).
     """
     variables = list(variables)
+    try:
+        columns = set(data.keys())
+    except AttributeError:
+        raise EstimandDataError(
+            f"data must be a pandas DataFrame or a dict of columns, got {type(data).__name__}"
+        ) from None
+    missing = [v for v in variables if v not in columns]
+    if missing:
+        raise EstimandDataError(
+            f"the estimand needs column(s) {sorted(map(str, missing))}, which the data lack; "
+            f"the data have {sorted(map(str, columns))}. Measure them, or identify the "
+            "query from a graph in which they are latent."
+        )
     cols = {v: np.asarray(data[v]) for v in variables}
+    lengths = {len(c) for c in cols.values()}
+    if len(lengths) > 1:
+        raise EstimandDataError(f"the data's columns have different lengths {sorted(lengths)}")
+    if not lengths or 0 in lengths:
+        raise EstimandDataError("the data have no rows")
+    for v, c in cols.items():
+        if np.issubdtype(c.dtype, np.number):
+            bad = int(np.sum(~np.isfinite(c)))
+        else:
+            bad = int(sum(x is None or x != x for x in c))
+        if bad:
+            raise EstimandDataError(
+                f"column {v!r} holds {bad} missing (NaN, None or infinite) value(s): a "
+                "plug-in estimate would count them as a category or drop them silently. "
+                "Drop or impute those rows first."
+            )
     domains = {v: np.unique(cols[v]) for v in variables}
     idx = [np.searchsorted(domains[v], cols[v]) for v in variables]
     counts = np.zeros([len(domains[v]) for v in variables])
@@ -288,7 +319,10 @@ class Estimand:
             | (set(self.given) - set(given))
         )
         if missing:
-            raise ValueError(f"evaluate needs values for {sorted(map(str, missing))}")
+            raise EstimandDataError(
+                f"evaluate needs values for {sorted(map(str, missing))}: pass them in "
+                "`intervention`, `outcome` or `given`"
+            )
         table, domains = self.table(data)
         index = []
         for v in table.vars:

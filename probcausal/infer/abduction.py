@@ -38,10 +38,11 @@ from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
 from numpyro.primitives import Messenger
 
 from probcausal import mechanisms
+from probcausal.compilation import model_state
 from probcausal.errors import AbductionError, MissingMechanismError
 from probcausal.handlers._stack import isolated
 
-__all__ = ["METHODS", "SiteInfo", "choose_method", "model_info", "posterior_latents"]
+__all__ = ["METHODS", "ModelSites", "SiteInfo", "choose_method", "model_info", "posterior_latents"]
 
 METHODS = ("auto", "exact", "enumeration", "gaussian", "nuts", "svi", "gibbs", "rejection")
 _MAX_ENUMERATION = 1 << 14
@@ -65,6 +66,15 @@ class SiteInfo:
     plates: tuple[tuple[str, int], ...]  # (plate name, dim)
     exact: bool  # abduction is a deterministic inversion
     parents: frozenset = field(default_factory=frozenset)
+    constraint: str = ""  # class name of the support constraint, e.g. "_Boolean"
+    intervened: bool = False  # set by a `do` inside the model
+
+
+class ModelSites(dict):
+    """Site name -> :class:`SiteInfo` for the sample sites of a model, with the
+    ``numpyro.deterministic`` sites in ``deterministic`` (name -> shape, parents)."""
+
+    deterministic: dict
 
 
 def model_info(model: Callable, args=(), kwargs=None) -> dict[str, SiteInfo]:
@@ -91,27 +101,37 @@ def model_info(model: Callable, args=(), kwargs=None) -> dict[str, SiteInfo]:
             plate_dims=tuple(f.dim for f in site["cond_indep_stack"]),
             plate_name_dims=tuple((f.name, f.dim) for f in site["cond_indep_stack"]),
             exact=_exact(fn),
+            constraint=type(fn.support).__name__ if fn.support is not None else "",
         )
 
-    sites = abstract_sites(model, args, kwargs, describe)
+    deterministic: dict = {}
+    sites = abstract_sites(model, args, kwargs, describe, deterministic)
     g = graph_of_sites(sites)
-    return {
-        name: SiteInfo(
-            name=name,
-            shape=s["shape"],
-            batch_shape=s["batch_shape"],
-            event_dim=s["event_dim"],
-            family=s["fn_type"],
-            observed=s["observed"],
-            discrete=s["discrete"],
-            support=s["support"],
-            plate_dims=s["plate_dims"],
-            plates=s["plate_name_dims"],
-            exact=s["exact"],
-            parents=frozenset(g.predecessors(name)) if name in g else frozenset(),
-        )
-        for name, s in sites.items()
+    out = ModelSites(
+        {
+            name: SiteInfo(
+                name=name,
+                shape=s["shape"],
+                batch_shape=s["batch_shape"],
+                event_dim=s["event_dim"],
+                family=s["fn_type"],
+                observed=s["observed"],
+                discrete=s["discrete"],
+                support=s["support"],
+                plate_dims=s["plate_dims"],
+                plates=s["plate_name_dims"],
+                exact=s["exact"],
+                parents=frozenset(g.predecessors(name)) if name in g else frozenset(),
+                constraint=s["constraint"],
+            )
+            for name, s in sites.items()
+        }
+    )
+    out.deterministic = {
+        n: {"shape": d["shape"], "parents": frozenset(d["parents"]) & sites.keys()}
+        for n, d in deterministic.items()
     }
+    return out
 
 
 def _exact(fn) -> bool:
@@ -280,7 +300,7 @@ def _rejection(model, info, evidence, latents, key, num_samples, args, kwargs, m
     # cached per model and shapes, as the query programs are: repeated queries
     # on one model compile once
     program = compiled(
-        ("rejection", model, chunk, tuple(sites), arg_key, signature(arg_dyn)), build
+        ("rejection", model_state(model), chunk, tuple(sites), arg_key, signature(arg_dyn)), build
     )
     draw = lambda k: program(k, arg_dyn)
     kept = {n: [] for n in latents}
@@ -449,7 +469,7 @@ def _gaussian(model, info, evidence, latents, key, num_samples, args, kwargs):
         program = compiled(
             (
                 "gaussian",
-                model,
+                model_state(model),
                 layout,
                 num_samples,
                 arg_key,
@@ -467,6 +487,34 @@ def _gaussian(model, info, evidence, latents, key, num_samples, args, kwargs):
         "them, a scale depends on them, or the posterior is improper). Use "
         "method='nuts' or 'svi'."
     )
+
+
+def check_engine_kwargs(engine_kwargs: Mapping[str, Any]) -> None:
+    """Refuse keyword arguments that no abduction engine takes (a misspelt
+    ``num_warmup``), naming the ones that exist."""
+    import inspect
+
+    known = [
+        p.name
+        for p in inspect.signature(posterior_latents).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+        and p.name not in ("rng_key", "num_samples", "model_args", "model_kwargs")
+    ]
+    unknown = sorted(set(engine_kwargs) - set(known))
+    if unknown:
+        import difflib
+
+        hints = [
+            f"{u!r} (did you mean {m[0]!r}?)"
+            if (m := difflib.get_close_matches(u, known, 1))
+            else repr(u)
+            for u in unknown
+        ]
+        raise TypeError(
+            f"unknown keyword argument(s) {', '.join(hints)}; the abduction engines take "
+            f"{known}, and the query takes rng_key, num_samples, method, model_args and "
+            "model_kwargs."
+        )
 
 
 def posterior_latents(

@@ -27,6 +27,7 @@ __all__ = [
     "is_exact",
     "mechanism_for",
     "noise_shape",
+    "possible",
     "register",
     "registered",
     "sample_noise",
@@ -78,6 +79,11 @@ class Mechanism:
 
     def abduct(self, key: jax.Array | None, fn: dist.Distribution, x: jax.Array) -> jax.Array:
         raise NotImplementedError(f"{type(self).__name__} must implement abduct")
+
+    def possible(self, fn: dist.Distribution, x: jax.Array) -> jax.Array | None:
+        """Elementwise: whether ``x`` has positive probability (density) under
+        ``fn`` beyond what its support and log density say; None to rely on those."""
+        return None
 
 
 _REGISTRY: dict[type, Mechanism] = {}
@@ -206,6 +212,37 @@ def abduct(
             x = t.inv(x)
         return abduct(key, leaf.base_dist, x, site)
     return mechanism_for(leaf, site).abduct(key, leaf, jnp.asarray(x))
+
+
+def possible(fn: dist.Distribution, x: jax.Array, site: str | None = None) -> jax.Array:
+    """Whether every element of ``x`` lies in ``fn``'s support and has positive
+    probability (density) there: a traceable boolean scalar.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp, numpyro.distributions as dist
+    >>> from probcausal import mechanisms
+    >>> bool(mechanisms.possible(dist.Bernoulli(probs=1.0), jnp.array(0)))
+    False
+    >>> bool(mechanisms.possible(dist.Uniform(0.0, 1.0), jnp.array(0.5)))
+    True
+    """
+    x = jnp.asarray(x)
+    ok = jnp.all(fn.support(x)) if fn.support is not None else jnp.bool_(True)
+    import warnings
+
+    with warnings.catch_warnings():  # NumPyro warns of out-of-support values eagerly
+        warnings.simplefilter("ignore", UserWarning)
+        ok = ok & jnp.all(fn.log_prob(x) > -jnp.inf)
+    leaf = _leaf(fn)
+    if not isinstance(leaf, dist.TransformedDistribution):
+        try:
+            extra = mechanism_for(leaf, site).possible(leaf, x)
+        except MissingMechanismError:
+            extra = None
+        if extra is not None:
+            ok = ok & jnp.all(extra)
+    return ok
 
 
 def is_exact(fn: dist.Distribution, site: str | None = None) -> bool:

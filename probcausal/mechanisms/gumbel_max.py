@@ -25,8 +25,14 @@ from probcausal.mechanisms.base import Mechanism, register
 __all__ = ["GumbelMax", "posterior_gumbels", "posterior_logistic"]
 
 
-def posterior_gumbels(key: jax.Array, logits: jax.Array, x: jax.Array) -> jax.Array:
+def posterior_gumbels(
+    key: jax.Array, logits: jax.Array, x: jax.Array, zero: jax.Array | None = None
+) -> jax.Array:
     """Standard-Gumbel noise ``u`` drawn from ``p(u | argmax(logits + u) = x)``.
+
+    ``zero`` marks classes of probability zero (by default the ``-inf`` logits):
+    such a class never wins, whatever its noise, so the evidence says nothing
+    about that noise, which keeps its prior.
 
     Examples
     --------
@@ -46,10 +52,15 @@ def posterior_gumbels(key: jax.Array, logits: jax.Array, x: jax.Array) -> jax.Ar
     top = jax.nn.logsumexp(logits, axis=-1, keepdims=True) + jax.random.gumbel(
         k_top, shape[:-1] + (1,)
     )
-    g = logits + jax.random.gumbel(k_rest, shape)
+    prior = jax.random.gumbel(k_rest, shape)
+    g = logits + prior
     truncated = -jnp.logaddexp(-top, -g)
     chosen = jax.nn.one_hot(jnp.broadcast_to(x, shape[:-1]), k, dtype=bool)
-    return jnp.where(chosen, top, truncated) - logits
+    u = jnp.where(chosen, top, truncated) - logits
+    # a class of probability zero never wins, whatever its noise: the evidence says
+    # nothing about that noise, which keeps its prior (-inf - -inf would be NaN)
+    zero = jnp.isneginf(logits) if zero is None else jnp.broadcast_to(zero, shape)
+    return jnp.where(zero, prior, u)
 
 
 def posterior_logistic(key: jax.Array, logits: jax.Array, x: jax.Array) -> jax.Array:
@@ -108,7 +119,32 @@ class GumbelMax(Mechanism):
     def abduct(self, key, fn, x):
         if self.binary:
             return posterior_logistic(key, fn.logits, x)
-        return posterior_gumbels(key, fn.logits, x)
+        return posterior_gumbels(key, fn.logits, x, _zero(fn))
+
+    def possible(self, fn, x):
+        """Whether ``x`` has positive probability: NumPyro clips the logits of a
+        zero probability to a finite number, so the probabilities decide."""
+        x = jnp.asarray(x, jnp.int32)
+        if self.binary:
+            if "probs" in fn.__dict__ or isinstance(fn, BernoulliProbs):
+                p = fn.probs
+                return jnp.where(x == 1, p > 0, p < 1)
+            return jnp.where(x == 1, fn.logits > -jnp.inf, fn.logits < jnp.inf)
+        zero = _zero(fn)
+        k = zero.shape[-1]
+        pick = jnp.take_along_axis(
+            jnp.broadcast_to(zero, jnp.broadcast_shapes(zero.shape, x.shape + (k,))),
+            jnp.clip(x, 0, k - 1)[..., None],
+            axis=-1,
+        )[..., 0]
+        return ~pick
+
+
+def _zero(fn) -> jax.Array:
+    """Classes of probability zero of a Categorical."""
+    if isinstance(fn, CategoricalProbs):
+        return fn.probs <= 0
+    return jnp.isneginf(fn.logits)
 
 
 register(BernoulliProbs, GumbelMax(binary=True))

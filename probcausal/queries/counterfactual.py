@@ -9,22 +9,28 @@ import jax
 import jax.numpy as jnp
 
 from probcausal import mechanisms
+from probcausal.compilation import model_state
 from probcausal.errors import AbductionError
 from probcausal.handlers.do import WorldValue, action_label
 from probcausal.handlers.observe import any_nonfinite, check_finite, known_finite, mark_finite
 from probcausal.handlers.worlds import _reads_value
 from probcausal.infer.abduction import (
     NotGaussian,
+    check_engine_kwargs,
     choose_method,
     latent_ancestors,
     posterior_latents,
 )
 from probcausal.queries._program import (
+    action_dicts,
+    check_sampling,
     compiled,
     info_for,
+    raise_impossible,
     signature,
     split_static,
     validate,
+    validate_actions,
     world_program,
 )
 
@@ -196,16 +202,22 @@ def run_counterfactual(
     ``fn(values, *static_args)`` computed inside the compiled program (``fn`` a
     module-level function: it is part of the cache key), so that a query that only
     needs a statistic of the worlds never writes them out."""
+    check_sampling(rng_key, num_samples)
+    check_engine_kwargs(engine_kwargs)
     kwargs = dict(model_kwargs or {})
     args = tuple(model_args)
-    single = isinstance(actions, Mapping)
-    action_list = [dict(actions)] if single else [dict(a) for a in actions]
+    action_list, single = action_dicts(actions)
     arg_split = split_static((args, kwargs), numbers_dynamic=False)
     info = info_for(model, args, kwargs, arg_split)
     # JAX arrays pass through validate unchanged, so a finiteness check is remembered
     traced = _any_tracer(evidence)
-    rememberable = not traced and all(isinstance(v, jax.Array) for v in evidence.values())
-    evidence = validate(info, dict(evidence), action_list)
+    rememberable = (
+        not traced
+        and isinstance(evidence, Mapping)
+        and all(isinstance(v, jax.Array) for v in evidence.values())
+    )
+    evidence = validate(info, evidence, action_list)
+    action_list = validate_actions(info, action_list)
 
     latents = latent_ancestors(info, evidence)
     requested, method = method, choose_method(info, latents, method, evidence)
@@ -253,13 +265,11 @@ def run_counterfactual(
     exact_noise = all((n in evidence or s.observed) and s.exact for n, s in info.items())
     runs = 1 if exact_noise else num_samples
 
-    max_depth = max((-d for s in info.values() for d in s.plate_dims), default=0)
-    world_dim = -1 - max_depth
     act_dyn, act_key, act_rebuild = split_static(action_list, numbers_dynamic=True)
     arg_dyn, arg_key, arg_rebuild = arg_split
     base_key = (
         "counterfactual",
-        model,
+        model_state(model),
         act_key,
         arg_key,
         signature((evidence, latent_values)),  # act_key, arg_key hold the rest
@@ -284,15 +294,13 @@ def run_counterfactual(
                 if mech is not None:
                     bulk[n] = mech
         counted: list = []
-        one = world_program(
-            model, info, world_dim, arg_rebuild, act_rebuild, len(action_list), counted
-        )
+        one = world_program(model, info, arg_rebuild, act_rebuild, len(action_list), counted)
         lat_axis = 0 if latent_values else None
         shapes, needs_keys = {}, True
         if bulk:  # noise shapes, and whether any key is still drawn, shape-only
             lat_one = jax.tree_util.tree_map(lambda a: a[0], latent_values)
             example = (k_world, evidence, lat_one, act_dyn, arg_dyn)
-            _, noise = jax.eval_shape(one, *example)
+            _, noise, _ = jax.eval_shape(one, *example)
             shapes = {n: noise[n] for n in sorted(bulk)}
             counted.clear()  # count the keys the run takes with the bulk noise given
             jax.eval_shape(one, *example, shapes)
@@ -326,15 +334,18 @@ def run_counterfactual(
                     **{n: jnp.zeros((runs,) + shapes[n].shape, shapes[n].dtype) for n in unread},
                 }
             keys, key_axis = (jax.random.split(key, runs), 0) if needs_keys else (key, None)
-            values, noise = jax.vmap(
+            values, noise, checks = jax.vmap(
                 one, in_axes=(key_axis, None, lat_axis, None, None, 0 if drawn else None)
             )(keys, ev, lat, act, argl, drawn)
+            # evidence that is impossible under the model (outside a support, zero
+            # likelihood): one flag per site, all samples
+            possible = {n: jnp.all(c) for n, c in checks.items()}
             grow = lambda a: jnp.broadcast_to(a, (num_samples,) + a.shape[1:])
             if with_noise:
                 return jax.tree_util.tree_map(grow, noise)
             values = jax.tree_util.tree_map(grow, values)
             cf = {n: (v[:, 1] if single else v[:, 1:]) for n, v in values.items()}
-            bad = any_nonfinite(ev) if check else None
+            bad = (any_nonfinite(ev) if check else None, possible)
             if summary is not None:
                 return summary[0](cf, *summary[1:]), bad
             factual = {n: v[:, 0] for n, v in values.items() if n not in ev}
@@ -355,11 +366,21 @@ def run_counterfactual(
 
     inputs = (k_world, evidence, latent_values, act_dyn, arg_dyn)
     program = compiled(base_key + (False,), lambda: build(False), jit=False)
-    *out, bad = program(*inputs)
+    *out, (bad, possible) = program(*inputs)
     if check:
         if bool(bad):
             check_finite(evidence)  # names the site and counts the bad values
         mark_finite(evidence)
+    if possible and not traced and not bool(jnp.all(jnp.stack(list(possible.values())))):
+        raise_impossible(
+            model,
+            info,
+            evidence,
+            latent_values,
+            {n: bool(v) for n, v in possible.items()},
+            args,
+            kwargs,
+        )
     if summary is not None:
         return out[0]
     cf, factual = out

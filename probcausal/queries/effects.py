@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from probcausal.errors import UnsupportedQueryError
 from probcausal.handlers.do import WorldValue
 from probcausal.queries.counterfactual import counterfactual, run_counterfactual
 from probcausal.queries.interventional import interventional
@@ -238,8 +239,23 @@ def _natural_effects(values, outcome):
     }
 
 
-def _binary_query(model, outcome, evidence, actions, event, **kw):
+def _discrete_outcome(cf, outcome: str, query: str, value) -> None:
+    site = cf.info.get(outcome)
+    if site is None or not site.discrete:
+        family = site.family.__name__ if site is not None else "numpyro.deterministic"
+        raise UnsupportedQueryError(
+            f"{query} asks whether the outcome '{outcome}' takes the value {value!r} in "
+            f"a counterfactual world, but '{outcome}' is a continuous {family} site: "
+            "the event has probability 0 or 1 whatever the model. Give the model a "
+            "discrete outcome (a Bernoulli or Categorical site, or a thresholded Delta "
+            "site such as numpyro.sample('high', dist.Delta((y > c).astype(jnp.int32)))), "
+            "or ask pc.counterfactual for the outcome's distribution."
+        )
+
+
+def _binary_query(model, outcome, evidence, actions, event, *, query, outcome_value, **kw):
     cf = counterfactual(model, evidence, actions, **kw)
+    _discrete_outcome(cf, outcome, query, outcome_value)
     return jnp.mean(event(cf[outcome]))
 
 
@@ -281,6 +297,8 @@ def probability_of_necessity(
         ev,
         {treatment: control},
         lambda y: y != outcome_value,
+        query="probability_of_necessity",
+        outcome_value=outcome_value,
         rng_key=rng_key,
         num_samples=num_samples,
         method=method,
@@ -328,6 +346,8 @@ def probability_of_sufficiency(
         ev,
         {treatment: treated},
         lambda y: y == outcome_value,
+        query="probability_of_sufficiency",
+        outcome_value=outcome_value,
         rng_key=rng_key,
         num_samples=num_samples,
         method=method,
@@ -378,5 +398,6 @@ def probability_of_necessity_and_sufficiency(
         model_kwargs=model_kwargs,
         **engine_kwargs,
     )
+    _discrete_outcome(cf, outcome, "probability_of_necessity_and_sufficiency", outcome_value)
     y = cf[outcome]
     return jnp.mean((y[:, 0] == outcome_value) & (y[:, 1] != outcome_value))

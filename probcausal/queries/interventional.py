@@ -8,13 +8,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from probcausal.compilation import model_state
 from probcausal.queries._program import (
+    action_dicts,
+    check_sampling,
     compiled,
     info_for,
     plain_program,
     signature,
     split_static,
     validate,
+    validate_actions,
 )
 
 __all__ = ["interventional"]
@@ -28,8 +32,16 @@ def interventional(
     num_samples: int = 1000,
     model_args: tuple = (),
     model_kwargs: Mapping[str, Any] | None = None,
+    **engine_kwargs,
 ) -> dict[str, jax.Array]:
     """Samples of every site of ``do(model, actions)``.
+
+    Values the model receives through ``obs=`` are evidence about the factual
+    world, as in every query: the intervened worlds are then computed from the
+    noise abducted from them (``E[Y_x | obs]``, a counterfactual), with the
+    abduction engine chosen as :func:`counterfactual` chooses it
+    (``**engine_kwargs`` go to it). Without ``obs=`` sites this is plain
+    ancestral sampling of the intervened model.
 
     One jitted, vectorized program per structure. With a list of action dicts the
     result has a ``world`` axis after the sample axis, one entry per action dict;
@@ -54,19 +66,36 @@ def interventional(
     >>> round(float(s["y"].mean()), 1)
     2.0
     """
+    check_sampling(rng_key, num_samples)
     kwargs = dict(model_kwargs or {})
     args = tuple(model_args)
-    single = isinstance(actions, Mapping)
-    action_list = [dict(actions)] if single else [dict(a) for a in actions]
+    action_list, single = action_dicts(actions)
     info = info_for(model, args, kwargs)
     validate(info, {}, action_list)
+    action_list = validate_actions(info, action_list)
+    if any(s.observed and not s.intervened for s in info.values()):
+        # values given through obs= are evidence about the factual world, in every
+        # query: the intervened worlds share the noise abducted from them
+        from probcausal.queries.counterfactual import run_counterfactual
+
+        result = run_counterfactual(
+            model,
+            {},
+            action_list[0] if single else action_list,
+            rng_key=rng_key,
+            num_samples=num_samples,
+            model_args=args,
+            model_kwargs=kwargs,
+            **dict(engine_kwargs),
+        )
+        return dict(result)
     arg_dyn, arg_key, arg_rebuild = split_static((args, kwargs), numbers_dynamic=False)
     outs = []
     for a in action_list:
         act_dyn, act_key, act_rebuild = split_static(a, numbers_dynamic=True)
         cache_key = (
             "interventional",
-            model,
+            model_state(model),
             act_key,
             arg_key,
             signature((act_dyn, arg_dyn)),

@@ -158,6 +158,25 @@ def test_bad_queries():
         identify(graph, "q", "y")
     with pytest.raises(ValueError, match="both treatment and outcome"):
         identify(graph, "x", "x")
+    with pytest.raises(pc.errors.UnknownNodeError, match=r"\['q'\] are not in the graph"):
+        pc.backdoor_adjustment_sets(graph, "q", "y")
+    with pytest.raises(pc.errors.UnknownNodeError, match=r"\['w'\] are not in the graph"):
+        pc.frontdoor_set(graph, "x", "w")
+
+
+def test_evaluate_refuses_missing_columns_and_values():
+    g = pc.ADMG(directed=[("z", "x"), ("z", "y"), ("x", "y")])
+    est = identify(g, "x", "y")
+    rng = np.random.default_rng(0)
+    data = {v: rng.integers(0, 2, 100).astype(float) for v in "xyz"}
+    est.evaluate(data, intervention={"x": 1}, outcome={"y": 1})  # fine
+    with pytest.raises(pc.errors.EstimandDataError, match=r"column\(s\) \['z'\]"):
+        est.evaluate({"x": data["x"], "y": data["y"]}, intervention={"x": 1}, outcome={"y": 1})
+    nan = dict(data, z=np.where(np.arange(100) == 7, np.nan, data["z"]))
+    with pytest.raises(pc.errors.EstimandDataError, match="'z' holds 1 missing"):
+        est.evaluate(nan, intervention={"x": 1}, outcome={"y": 1})
+    with pytest.raises(pc.errors.EstimandDataError, match=r"values for \['y'\]"):
+        est.evaluate(data, intervention={"x": 1})
 
 
 @st.composite

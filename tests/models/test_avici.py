@@ -199,6 +199,10 @@ def test_discover_inputs(net):
     bad.loc[3, "c"] = np.nan
     with pytest.raises(ValueError, match=r"NaN or infinite values in column\(s\) \['c'\]"):
         pc.discover(bad, model=net)
+    with pytest.raises(ValueError, match="at least 10 rows"):
+        pc.discover(data.iloc[:3], model=net)
+    with pytest.raises(ValueError, match="did you mean 'linear'"):
+        pc.discover(data, model="linaer")
     with pytest.raises(ValueError, match="unknown pretrained AVICI model 'quadratic'"):
         pc.models.avici.pretrained("quadratic")
 

@@ -74,6 +74,11 @@ def test_non_identifiable_queries_are_refused_unless_allowed():
     ) as e:
         dcm.interventional({"D": 0}, 10, jax.random.key(0))
     assert "allow_unidentifiable=True" in e.value.__notes__[0]
+    with pytest.raises(pc.errors.NotFittedError, match=r"\['D', 'Y'\] are not trained"):
+        dcm.interventional({"D": 0}, 10, jax.random.key(0), allow_unidentifiable=True)
+    rng = np.random.default_rng(0)
+    labels = {"D": rng.integers(0, 3, 64), "Y": rng.integers(0, 2, 64)}
+    dcm.fit(labels, steps=1, rng_key=jax.random.key(0), batch_size=32, progress=False)
     draws = dcm.interventional({"D": 0}, 10, jax.random.key(0), allow_unidentifiable=True)
     assert draws["Y"].shape == (10,) and set(np.unique(draws["D"])) == {0}
 
@@ -84,6 +89,18 @@ def test_bad_variables_and_data_are_named():
     dcm = ModularDCM(FRONT_DOOR, {"D": Discrete(3), "M": Discrete(2), "Y": Discrete(2)})
     with pytest.raises(pc.errors.TrainingDataError, match="'Z', which is no variable"):
         dcm.encode({"Z": jnp.zeros(3)})
+    # labels that are not classes 0..K-1 would become all-zero one-hot vectors
+    for bad in ([0, 1, np.nan], [0, -1, 2], [0, 3, 1], [0, 1.5, 2]):
+        with pytest.raises(pc.errors.TrainingDataError, match="'D' hold 1 value"):
+            dcm.encode({"D": np.array(bad)})
+    np.testing.assert_allclose(dcm.encode({"D": np.array([0.0, 2.0])})["D"], [[1, 0, 0], [0, 0, 1]])
+    with pytest.raises(pc.errors.OutOfSupportError, match="value 3 for site 'D'"):
+        dcm.encode({"D": 3}, kind="intervention")
+    # a variable missing from the data is named before any training
+    with pytest.raises(pc.errors.TrainingDataError, match=r"lack the variable\(s\) \['Y'\]"):
+        dcm.fit({"D": np.zeros(8), "M": np.zeros(8)}, steps=1, rng_key=jax.random.key(0))
+    with pytest.raises(pc.errors.NotFittedError, match="not trained yet"):
+        dcm.interventional({"D": 0}, 10, jax.random.key(0))
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -72,6 +73,9 @@ def acyclic_projection(probabilities: pd.DataFrame, threshold: float = 0.5) -> n
         if not nx.has_path(dag, v, u):
             dag.add_edge(u, v)
     return dag
+
+
+_MIN_ROWS = 10
 
 
 def _as_array(data, names):
@@ -196,9 +200,11 @@ def discover(
     """
     values, names = _as_array(data, names)
     n, d = values.shape
-    if d < 2 or n < 2:
+    if d < 2 or n < _MIN_ROWS:
         raise DiscoveryDataError(
-            f"discover needs at least 2 rows and 2 variables, got data of shape {(n, d)}"
+            f"discover needs at least {_MIN_ROWS} rows and 2 variables, got data of shape "
+            f"{(n, d)}: with fewer rows no dependence between variables can be told from "
+            "chance (the shipped networks were trained on 200 to 1,000 rows)"
         )
     if not np.isfinite(values).all():
         bad = [names[j] for j in np.nonzero(~np.isfinite(values).all(0))[0]]
@@ -207,6 +213,16 @@ def discover(
         )
     mask = _indicator(interventions, n, names)
     if isinstance(model, str):
+        if model not in PRETRAINED and not os.path.exists(model):
+            import difflib
+
+            close = difflib.get_close_matches(model, list(PRETRAINED), 1)
+            raise ValueError(
+                f"model {model!r} is neither a shipped network nor a file; the shipped "
+                f"networks are {list(PRETRAINED)}"
+                + (f" (did you mean {close[0]!r}?)" if close else "")
+                + ", or pass the path of a network saved by pretrain."
+            )
         net = _resolve_pretrained(model) if model in PRETRAINED else load_avici(model)[0]
     elif isinstance(model, AVICI):
         net = model

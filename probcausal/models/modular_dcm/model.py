@@ -18,7 +18,7 @@ from flax import nnx
 from numpyro.handlers import block, substitute
 
 from probcausal import nn as pnn
-from probcausal.errors import TrainingDataError
+from probcausal.errors import NotFittedError, OutOfSupportError, TrainingDataError
 from probcausal.identification import ADMG, NotIdentifiableError, identify
 from probcausal.infer.adversarial import WGANGP
 from probcausal.models.modular_dcm.order import TrainingModule, training_modules
@@ -241,15 +241,38 @@ class ModularDCM:
         """The training modules in order (see :func:`training_modules`)."""
         return training_modules(self.graph, pretrained)
 
-    def encode(self, data: Mapping[str, Any]) -> dict:
-        """Data as the model's site values: discrete labels become one-hot."""
+    def encode(self, data: Mapping[str, Any], kind: str = "data") -> dict:
+        """Data as the model's site values: discrete labels become one-hot.
+
+        Labels of a discrete variable must be integers in ``0 .. num_classes - 1``
+        (integral floats are accepted); anything else raises
+        :class:`~probcausal.errors.TrainingDataError` (``kind="data"``) or
+        :class:`~probcausal.errors.OutOfSupportError` (``kind="intervention"``).
+        """
+        if not isinstance(data, Mapping):
+            raise TrainingDataError(
+                f"{kind} must be a dict variable -> array, got {type(data).__name__}"
+            )
         out = {}
         for v, a in data.items():
             spec = self.variables.get(v)
             if spec is None:
-                raise TrainingDataError(f"data has '{v}', which is no variable of the graph")
-            a = jnp.asarray(a)
-            out[v] = pnn.one_hot(a, spec.num_classes) if isinstance(spec, Discrete) else a
+                raise TrainingDataError(
+                    f"{kind} has '{v}', which is no variable of the graph; its variables are "
+                    f"{sorted(map(str, self.variables))}"
+                )
+            if isinstance(spec, Discrete):
+                a = _labels(v, a, spec.num_classes, kind)
+                out[v] = pnn.one_hot(a, spec.num_classes)
+            else:
+                a = jnp.asarray(a)
+                if kind == "data" and not bool(jnp.all(jnp.isfinite(a))):
+                    count = int(jnp.sum(~jnp.isfinite(a)))
+                    raise TrainingDataError(
+                        f"data for '{v}' hold {count} NaN or infinite value(s); drop or "
+                        "impute those rows before training"
+                    )
+                out[v] = a
         return out
 
     def _critic(self, sites, seed, pack=1, features=None):
@@ -320,6 +343,12 @@ class ModularDCM:
         for v, module in pretrained.items():
             self.generators[v] = pnn.Frozen(module)
         data = self.encode(data)
+        missing = [v for v in self.order if v not in data and v not in pretrained]
+        if missing:
+            raise TrainingDataError(
+                f"the data lack the variable(s) {missing} of the graph; every variable "
+                "without a pretrained generator needs a column (n, *shape)"
+            )
         self._trained = None  # the parameters change: queries rebuild the trained model
 
         # decaying steps let the adversarial game settle instead of oscillating;
@@ -389,7 +418,7 @@ class ModularDCM:
         self._check_query(actions, outcome, allow_unidentifiable)
         draws = interventional(
             self._trained_model(),
-            self.encode(actions),
+            self.encode(actions, kind="intervention"),
             rng_key=rng_key,
             num_samples=num_samples,
         )
@@ -398,6 +427,13 @@ class ModularDCM:
     def _trained_model(self):
         """The model with the trained parameters, the same object between fits so
         that queries reuse their compiled programs."""
+        untrained = [v for v in self.order if not isinstance(self.generators.get(v), pnn.Frozen)]
+        if untrained and not self.params:  # a partial fit (``train=``) may be queried
+            raise NotFittedError(
+                f"the mechanisms of {untrained} are not trained yet: call "
+                "`m.fit(data, steps=..., rng_key=...)` before querying (or plug in "
+                "trained generators with `fit(..., pretrained={...})`)"
+            )
         if self._trained is None:
             self._trained = substitute(self.model, data=self.params)
         return self._trained
@@ -459,10 +495,34 @@ class ModularDCM:
         cf = counterfactual(
             self._trained_model(),
             self.encode(evidence),
-            self.encode(actions),
+            self.encode(actions, kind="intervention"),
             rng_key=rng_key,
             num_samples=num_samples,
             method="rejection",
             max_draws=max_draws,
         )
         return self._labels(cf)
+
+
+def _labels(name: str, labels, num_classes: int, kind: str) -> jax.Array:
+    """Integer class labels of a discrete variable, checked."""
+    a = np.asarray(labels)
+    if a.dtype == bool:
+        a = a.astype(np.int32)
+    if not np.issubdtype(a.dtype, np.number):
+        raise TrainingDataError(f"{kind} for '{name}' are {a.dtype} values, not class labels")
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(a) | (a != np.round(a)) | (a < 0) | (a >= num_classes)
+    if bad.any():
+        value = a.ravel()[int(np.argmax(bad.ravel()))]
+        if kind == "intervention":
+            raise OutOfSupportError(
+                kind, name, value.item(), f"the integers 0, ..., {num_classes - 1}"
+            )
+        raise TrainingDataError(
+            f"data for the discrete variable '{name}' hold {int(bad.sum())} value(s) that "
+            f"are not class labels 0..{num_classes - 1} (the first: {value.item()!r}): NaN, "
+            "negative, fractional or too large labels would become all-zero one-hot "
+            "vectors and train silently. Recode the labels, or declare more classes."
+        )
+    return jnp.asarray(a.astype(np.int32))
