@@ -151,6 +151,10 @@ def _state(v, depth, seen):
     if _is_library(type(v)) and not hasattr(v, "__dict__"):
         return _Ident(v)
     attrs = getattr(v, "__dict__", None)
+    if attrs is not None and any(k[:2] == "__" for k in attrs):
+        # not the names and docs that functools.wraps copies (nor the wrapped
+        # function twice)
+        attrs = {k: x for k, x in attrs.items() if k[:2] != "__"}
     if attrs is not None and isinstance(v, Messenger):
         # a handler around a model: its model and its public settings (``do``'s
         # actions, ``condition``'s data); not its per-call bookkeeping

@@ -27,6 +27,7 @@ __all__ = [
     "UnknownSiteError",
     "UnsupportedQueryError",
     "WorldDimError",
+    "WorldShapeError",
 ]
 
 
@@ -223,3 +224,30 @@ class EstimandDataError(ProbcausalError, ValueError):
 
 class NotFittedError(ProbcausalError, ValueError):
     """A research system was queried before ``fit``."""
+
+
+class WorldShapeError(ProbcausalError, ValueError):
+    """Model code mixed the batch ``world`` dimension of ``TwinWorld`` /
+    ``MultiWorld`` into a site's event or plate dimensions."""
+
+    def __init__(self, site: str, got=None, expected=None, world_dim: int = -1, cause=""):
+        self.site = site
+        shapes = (
+            f"has batch shape {tuple(got[0])} and event shape {tuple(got[1])} under the "
+            f"world handler, where the model without worlds gives batch shape "
+            f"{tuple(expected[0])} and event shape {tuple(expected[1])}"
+            if got is not None
+            else f"fails under the world handler ({cause})"
+        )
+        subject = (
+            f"site '{site}'" if got is not None else f"the model's code at or after site '{site}'"
+        )
+        super().__init__(
+            f"{subject} {shapes}: the model's code mixed the world dimension (a batch "
+            f"dimension at dim {world_dim}, left of every plate) into the site's event or "
+            "plate dimensions, as `a * jnp.ones(2)` or `jnp.stack([a, -a])` do on a parent "
+            "that carries it, and its counterfactuals would be wrong. Broadcast against "
+            "batch dimensions (`a[..., None] * jnp.ones(2)`, `jnp.stack([a, -a], -1)`), or "
+            "use the query functions (`pc.counterfactual`, `pc.interventional`), which run "
+            "each world as a plain run of the model and need no such care."
+        )

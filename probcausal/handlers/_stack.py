@@ -7,7 +7,15 @@ import contextlib
 from numpyro.handlers import seed, trace
 from numpyro.primitives import _PYRO_STACK, Messenger
 
-__all__ = ["WorldHandler", "active_world", "isolated", "max_plate_depth", "stack"]
+__all__ = [
+    "WorldHandler",
+    "active_world",
+    "isolated",
+    "max_plate_depth",
+    "plain",
+    "plain_trace",
+    "stack",
+]
 
 
 class WorldHandler(Messenger):
@@ -38,10 +46,28 @@ def isolated():
         _PYRO_STACK[:] = saved
 
 
-def max_plate_depth(fn, args=(), kwargs=None) -> int:
+_PLAIN: list[bool] = [False]
+
+
+def plain() -> bool:
+    """Whether a plain shape trace is running: ``do`` handlers stand aside."""
+    return _PLAIN[0]
+
+
+def plain_trace(fn, args=(), kwargs=None):
+    """A trace of ``fn(*args, **kwargs)`` with an empty handler stack and every
+    ``do`` inside it standing aside: the model's own sites and shapes."""
+    _PLAIN[0] = True
+    try:
+        with isolated():
+            return trace(seed(fn, 0)).get_trace(*args, **(kwargs or {}))
+    finally:
+        _PLAIN[0] = False
+
+
+def max_plate_depth(fn, args=(), kwargs=None, tr=None) -> int:
     """How many batch dims the plates of ``fn(*args, **kwargs)`` use, at most."""
-    with isolated():
-        tr = trace(seed(fn, 0)).get_trace(*args, **(kwargs or {}))
+    tr = plain_trace(fn, args, kwargs) if tr is None else tr
     return max(
         (-frame.dim for site in tr.values() for frame in site.get("cond_indep_stack", ())),
         default=0,

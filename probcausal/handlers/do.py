@@ -13,7 +13,7 @@ import numpyro.distributions as dist
 from numpyro.primitives import Messenger
 
 from probcausal.errors import InterventionShapeError, SeedRequiredError, UnknownSiteError
-from probcausal.handlers._stack import active_world
+from probcausal.handlers._stack import active_world, plain
 
 __all__ = ["WorldValue", "action_label", "broadcast_action", "do"]
 
@@ -159,5 +159,5 @@ class do(Messenger):
         if msg["type"] != "sample":
             return
         self._seen.add(msg["name"])
-        if msg["name"] in self.actions and active_world() is None:
+        if msg["name"] in self.actions and active_world() is None and not plain():
             _intervene(msg, self.actions[msg["name"]])

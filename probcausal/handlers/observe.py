@@ -54,7 +54,7 @@ def mark_finite(evidence: Mapping[str, Any]) -> None:
     for value in evidence.values():
         if isinstance(value, jax.Array) and not isinstance(value, jax.core.Tracer):
             key = id(value)
-            _FINITE[key] = weakref.ref(value, lambda _, key=key: _FINITE.pop(key, None))
+            _FINITE[key] = weakref.ref(value, lambda _, key=key, d=_FINITE: d.pop(key, None))
 
 
 def any_nonfinite(evidence: Mapping[str, Any]) -> jax.Array:

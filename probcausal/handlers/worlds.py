@@ -29,11 +29,17 @@ import jax
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
-from numpyro.handlers import condition, substitute
+from numpyro.handlers import condition, seed, substitute
 
 from probcausal import mechanisms
-from probcausal.errors import SeedRequiredError, WorldDimError
-from probcausal.handlers._stack import WorldHandler, max_plate_depth, stack
+from probcausal.errors import ProbcausalError, SeedRequiredError, WorldDimError, WorldShapeError
+from probcausal.handlers._stack import (
+    WorldHandler,
+    isolated,
+    max_plate_depth,
+    plain_trace,
+    stack,
+)
 from probcausal.handlers.do import WorldValue, action_label, broadcast_action, do
 
 __all__ = ["MultiWorld", "TwinWorld"]
@@ -78,17 +84,67 @@ class _Worlds(WorldHandler):
         self._call_dim: int | None = None
         self._dim: int | None = None
         self._dos: list[do] | None = None
+        self._plain: dict | None = None  # site -> (batch, event) shapes without worlds
+        self._probe: int | None = None  # a world count for the shape probe
+        self._last_site: str | None = None
         super().__init__(fn)
 
     # -- world bookkeeping -------------------------------------------------------------
     def __call__(self, *args, **kwargs):
         self._call_dim = self.world_dim
-        if self._call_dim is None:
-            self._call_dim = -1 - max_plate_depth(self.fn, args, kwargs)
+        probing = self._probe is not None
+        if not probing:
+            tr = plain_trace(self.fn, args, kwargs)
+            self._plain = {
+                n: (tuple(site["fn"].batch_shape), tuple(site["fn"].event_shape))
+                for n, site in tr.items()
+                if site["type"] == "sample" and not site["infer"].get("is_auxiliary")
+            }
+            if self._call_dim is None:
+                self._call_dim = -1 - max_plate_depth(self.fn, args, kwargs, tr)
         try:
+            if not probing:
+                self._probe_shapes(args, kwargs)
             return super().__call__(*args, **kwargs)
         finally:
             self._call_dim = None
+            if not probing:
+                self._plain = None
+
+    def _probe_shapes(self, args, kwargs) -> None:
+        """Run the model shape-only with a world count that no dimension of the model
+        has: a site whose shapes then differ from the model's own (plus the world
+        dimension) has absorbed the world dimension into its event or plate dims."""
+        sizes = {d for batch, event in self._plain.values() for d in (*batch, *event)}
+        count = next(p for p in (7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47) if p not in sizes)
+        probe = type(self)(self.fn, world_dim=self._call_dim, noise=self.noise)
+        probe._probe, probe._plain = count, self._plain
+        try:
+            with isolated():
+                jax.eval_shape(lambda: seed(probe, 0)(*args, **kwargs))
+        except ProbcausalError:
+            raise
+        except (ValueError, TypeError) as e:  # broadcasting in the model's code
+            raise WorldShapeError(
+                probe._last_site or "?", world_dim=self._call_dim, cause=str(e).split("\n")[0]
+            ) from e
+
+    def _check_shape(self, name, fn, dim) -> None:
+        if self._plain is None or name not in self._plain:
+            return
+        batch, event = tuple(fn.batch_shape), tuple(fn.event_shape)
+        plain_batch, plain_event = self._plain[name]
+        width = -dim - 1  # batch dims right of the world dim
+        pad = lambda shape: (1,) * (width - len(shape)) + tuple(shape)[-width:] if width else ()  # noqa: E731
+        world = batch[len(batch) + dim] if len(batch) >= -dim else 1
+        ok = (
+            event == plain_event
+            and len(batch) <= -dim
+            and pad(batch[len(batch) - min(len(batch), width) :]) == pad(plain_batch)
+            and world in (1, self.num_worlds)
+        )
+        if not ok:
+            raise WorldShapeError(name, (batch, event), (plain_batch, plain_event), dim)
 
     def __enter__(self):
         self._dim = self._call_dim if self._call_dim is not None else self.world_dim
@@ -112,6 +168,9 @@ class _Worlds(WorldHandler):
     def num_worlds(self) -> int:
         raise NotImplementedError
 
+    def _worlds(self, count: int) -> int:
+        return self._probe if self._probe is not None else count
+
     def world_actions(self, name: str) -> list[list[Any]]:
         """For each world k >= 1, the actions on ``name`` in application order."""
         raise NotImplementedError
@@ -121,6 +180,7 @@ class _Worlds(WorldHandler):
         if msg["type"] != "sample":
             return
         name, fn = msg["name"], msg["fn"]
+        self._last_site = name
         dim = self._resolve_dim(msg)
         self._collect_dos()
         n_worlds = self.num_worlds
@@ -222,6 +282,7 @@ class _Worlds(WorldHandler):
             if tuple(fn.batch_shape) != full_batch:
                 fn = fn.expand(full_batch)
             fn = fn.mask(widx.reshape((n_worlds,) + (1,) * (-dim - 1)) == 0)
+        self._check_shape(name, fn, dim)
         msg["fn"] = fn
         msg["infer"] = {**msg["infer"], "noise": u, "intervened": intervened}
 
@@ -276,7 +337,9 @@ class TwinWorld(_Worlds):
     [1.5, 3.0]
     """
 
-    num_worlds = 2
+    @property
+    def num_worlds(self) -> int:
+        return self._worlds(2)
 
     def world_actions(self, name):
         # outer handlers come first in the stack; apply inner actions first
@@ -321,7 +384,7 @@ class MultiWorld(_Worlds):
 
     @property
     def num_worlds(self) -> int:
-        return 1 + len(self._dos or [])
+        return self._worlds(1 + len(self._dos or []))
 
     def world_actions(self, name):
         return [[d.actions[name]] if name in d.actions else [] for d in self._dos or []]

@@ -492,6 +492,8 @@ def _gaussian(model, info, evidence, latents, key, num_samples, args, kwargs):
 def check_engine_kwargs(engine_kwargs: Mapping[str, Any]) -> None:
     """Refuse keyword arguments that no abduction engine takes (a misspelt
     ``num_warmup``), naming the ones that exist."""
+    if not engine_kwargs:
+        return
     import inspect
 
     known = [

@@ -10,6 +10,7 @@ arguments, callables in actions) is static and part of the cache key.
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 
@@ -114,13 +115,17 @@ def compiled(key, build: Callable[[], Callable], jit: bool = True) -> Callable:
 _INFO: OrderedDict = OrderedDict()
 
 
-def info_for(model, args, kwargs, split=None) -> dict[str, SiteInfo]:
+def info_for(model, args, kwargs, split=None, state=None) -> dict[str, SiteInfo]:
     """Cached :func:`~probcausal.infer.model_info` of ``model(*args, **kwargs)``
     (``split``: the caller's ``split_static`` of ``(args, kwargs)``, if it has one)."""
     if split is None:
         split = split_static((tuple(args), dict(kwargs)), numbers_dynamic=False)
     dyn, static_key, _ = split
-    key = (model_state(model), static_key, tuple((d.shape, d.dtype) for d in dyn))
+    key = (
+        model_state(model) if state is None else state,
+        static_key,
+        tuple((d.shape, d.dtype) for d in dyn),
+    )
     try:
         if key in _INFO:
             return _INFO[key]
@@ -258,11 +263,44 @@ def _support_text(site: SiteInfo) -> str:
     return _INTEGER_CONSTRAINTS.get(site.constraint) or "the integers"
 
 
+# (id of a JAX array, site facts) -> (weak reference, checked value): JAX arrays are
+# immutable, so a discrete value is checked once, not on every query
+_CHECKED: dict = {}
+
+
 def discrete_value(kind: str, site: SiteInfo, value):
     """``value`` for the discrete ``site`` as integers, refused when it is not a
     value the site can take (checked when the value is concrete)."""
     if not site.discrete or site.constraint not in _INTEGER_CONSTRAINTS:
         return value
+    if isinstance(value, jax.Array) and not isinstance(value, jax.core.Tracer):
+        key = (id(value), kind, site.name, site.support, site.constraint)
+        hit = _CHECKED.get(key)
+        if hit is not None and hit[0]() is value:
+            return value if hit[1] is None else hit[1]
+        out = _discrete_value(kind, site, value)
+        # the value itself is held weakly only (a strong reference would keep it alive)
+        _CHECKED[key] = (
+            weakref.ref(value, lambda _, key=key, d=_CHECKED: d.pop(key, None)),
+            None if out is value else out,
+        )
+        return out
+    if type(value) is int and _int_ok(site, value):  # the common action: a plain class
+        return value
+    return _discrete_value(kind, site, value)
+
+
+def _int_ok(site: SiteInfo, value: int) -> bool:
+    if site.support is not None:
+        return value in site.support
+    if site.constraint in ("_IntegerNonnegative", "_Boolean"):
+        return value >= 0 and (site.constraint != "_Boolean" or value <= 1)
+    if site.constraint == "_IntegerPositive":
+        return value >= 1
+    return False
+
+
+def _discrete_value(kind: str, site: SiteInfo, value):
     if isinstance(value, jax.core.Tracer):
         return value.astype(jnp.int32) if jnp.issubdtype(value.dtype, jnp.floating) else value
     a = np.asarray(value)
@@ -430,10 +468,24 @@ class _Factual(Messenger):
             u = mechanisms.sample_noise(_key(name), fn, None, name)
         if x is None:
             x = mechanisms.apply(fn, u, name)
-        elif msg["is_observed"] and not msg["infer"].get("intervened"):
+        elif (
+            msg["is_observed"]
+            and not msg["infer"].get("intervened")
+            and not _full_support(fn, name)
+        ):
             self.checks[name] = mechanisms.possible(fn, x, name)
         msg["value"] = x
         msg["infer"] = {**msg["infer"], "noise": u}
+
+
+def _full_support(fn, name) -> bool:
+    """A continuous family whose density is positive on every real value (Normal,
+    Laplace, MultivariateNormal, ...): finite evidence is always possible, so there
+    is nothing to check (the NaN/inf check covers the rest)."""
+    c = fn.support
+    while type(c).__name__ == "_IndependentConstraint":
+        c = c.base_constraint
+    return type(c).__name__ in ("_Real", "_RealVector") and not fn.is_discrete
 
 
 class _Counterfactual(Messenger):

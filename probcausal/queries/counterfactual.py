@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -185,6 +186,40 @@ def _any_tracer(tree) -> bool:
     return any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(tree))
 
 
+# key -> weak references to the evidence and argument arrays found possible
+_POSSIBLE: dict = {}
+
+
+def _possible_key(base_key, evidence, arg_dyn):
+    arrays = [*evidence.values(), *arg_dyn]
+    if not all(isinstance(a, jax.Array) for a in arrays):
+        return None  # NumPy and Python values may change: checked every time
+    try:
+        return (base_key, tuple(map(id, arrays)))
+    except TypeError:
+        return None
+
+
+def _known_possible(key) -> bool:
+    if key is None:
+        return False
+    try:
+        refs = _POSSIBLE.get(key)
+    except TypeError:  # an unhashable static argument
+        return False
+    return refs is not None and all(r() is not None for r in refs)
+
+
+def _mark_possible(key, evidence, arg_dyn) -> None:
+    arrays = [*evidence.values(), *arg_dyn]
+    try:
+        _POSSIBLE[key] = tuple(
+            weakref.ref(a, lambda _, key=key, d=_POSSIBLE: d.pop(key, None)) for a in arrays
+        )
+    except TypeError:
+        pass
+
+
 def run_counterfactual(
     model,
     evidence,
@@ -208,7 +243,8 @@ def run_counterfactual(
     args = tuple(model_args)
     action_list, single = action_dicts(actions)
     arg_split = split_static((args, kwargs), numbers_dynamic=False)
-    info = info_for(model, args, kwargs, arg_split)
+    state = model_state(model)
+    info = info_for(model, args, kwargs, arg_split, state)
     # JAX arrays pass through validate unchanged, so a finiteness check is remembered
     traced = _any_tracer(evidence)
     rememberable = (
@@ -269,7 +305,7 @@ def run_counterfactual(
     arg_dyn, arg_key, arg_rebuild = arg_split
     base_key = (
         "counterfactual",
-        model_state(model),
+        state,
         act_key,
         arg_key,
         signature((evidence, latent_values)),  # act_key, arg_key hold the rest
@@ -340,6 +376,8 @@ def run_counterfactual(
             # evidence that is impossible under the model (outside a support, zero
             # likelihood): one flag per site, all samples
             possible = {n: jnp.all(c) for n, c in checks.items()}
+            if possible:  # one flag to read on the host, the per-site ones on failure
+                possible = (jnp.all(jnp.stack(list(possible.values()))), possible)
             grow = lambda a: jnp.broadcast_to(a, (num_samples,) + a.shape[1:])
             if with_noise:
                 return jax.tree_util.tree_map(grow, noise)
@@ -371,16 +409,24 @@ def run_counterfactual(
         if bool(bad):
             check_finite(evidence)  # names the site and counts the bad values
         mark_finite(evidence)
-    if possible and not traced and not bool(jnp.all(jnp.stack(list(possible.values())))):
+    # Evidence found possible once stays so while the arrays it was read from are
+    # the same (JAX arrays are immutable) and nothing random enters the check (no
+    # latent ancestor): later queries on it skip reading the flag back.
+    remember = None
+    if possible and not traced and not latents:
+        remember = _possible_key(base_key, evidence, arg_dyn)
+    if possible and not traced and not _known_possible(remember) and not bool(possible[0]):
         raise_impossible(
             model,
             info,
             evidence,
             latent_values,
-            {n: bool(v) for n, v in possible.items()},
+            {n: bool(v) for n, v in possible[1].items()},
             args,
             kwargs,
         )
+    if remember is not None:
+        _mark_possible(remember, evidence, arg_dyn)
     if summary is not None:
         return out[0]
     cf, factual = out

@@ -70,7 +70,8 @@ def interventional(
     kwargs = dict(model_kwargs or {})
     args = tuple(model_args)
     action_list, single = action_dicts(actions)
-    info = info_for(model, args, kwargs)
+    state = model_state(model)
+    info = info_for(model, args, kwargs, state=state)
     validate(info, {}, action_list)
     action_list = validate_actions(info, action_list)
     if any(s.observed and not s.intervened for s in info.values()):
@@ -95,7 +96,7 @@ def interventional(
         act_dyn, act_key, act_rebuild = split_static(a, numbers_dynamic=True)
         cache_key = (
             "interventional",
-            model_state(model),
+            state,
             act_key,
             arg_key,
             signature((act_dyn, arg_dyn)),
