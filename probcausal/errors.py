@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "AbductionError",
+    "ConvergenceWarning",
     "DiscoveryDataError",
     "DeterministicEvidenceError",
     "EvidenceShapeError",
@@ -251,3 +252,7 @@ class WorldShapeError(ProbcausalError, ValueError):
             "use the query functions (`pc.counterfactual`, `pc.interventional`), which run "
             "each world as a plain run of the model and need no such care."
         )
+
+
+class ConvergenceWarning(UserWarning):
+    """MCMC chains of an abduction disagree (split R-hat above 1.01)."""

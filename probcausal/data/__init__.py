@@ -9,6 +9,7 @@
 * :func:`load_sachs`: the Sachs et al. (2005) flow-cytometry data, shipped.
 """
 
+from probcausal.data.bif import NETWORKS, BayesianNetwork, bayesian_network, read_bif
 from probcausal.data.graphs import GRAPH_PRIORS, random_graph, sample_dag
 from probcausal.data.sachs import load_sachs
 from probcausal.data.scm import (
@@ -24,6 +25,10 @@ from probcausal.data.scm import (
 )
 
 __all__ = [
+    "NETWORKS",
+    "BayesianNetwork",
+    "bayesian_network",
+    "read_bif",
     "GRAPH_PRIORS",
     "SCM",
     "Datasets",

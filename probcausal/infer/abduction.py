@@ -39,13 +39,36 @@ from numpyro.primitives import Messenger
 
 from probcausal import mechanisms
 from probcausal.compilation import model_state
-from probcausal.errors import AbductionError, MissingMechanismError
+from probcausal.errors import (
+    AbductionError,
+    ConvergenceWarning,
+    ImpossibleEvidenceError,
+    MissingMechanismError,
+)
 from probcausal.handlers._stack import isolated
 
-__all__ = ["METHODS", "ModelSites", "SiteInfo", "choose_method", "model_info", "posterior_latents"]
+__all__ = [
+    "METHODS",
+    "ModelSites",
+    "Posterior",
+    "SiteInfo",
+    "choose_method",
+    "model_info",
+    "posterior_latents",
+]
 
-METHODS = ("auto", "exact", "enumeration", "gaussian", "nuts", "svi", "gibbs", "rejection")
-_MAX_ENUMERATION = 1 << 14
+METHODS = (
+    "auto",
+    "exact",
+    "enumeration",
+    "gaussian",
+    "nuts",
+    "smc",
+    "svi",
+    "gibbs",
+    "rejection",
+)
+_MAX_TABLE = 1 << 12  # joint configurations per unit for the table; beyond: elimination
 _MVN_MAX_DIM = 256
 _GAUSSIAN_MAX_UNIT_DIM = 2048  # latent values per unit (per plate index) for "gaussian"
 
@@ -173,7 +196,7 @@ def choose_method(info, latents: list[str], method: str, evidence=()) -> str:
             f"method='exact' needs every ancestor of the evidence observed, but {latents} "
             "are latent. Observe them, or use method='auto'."
         )
-    if method in ("nuts", "svi", "gaussian") and discrete:
+    if method in ("nuts", "smc", "svi", "gaussian") and discrete:
         raise AbductionError(
             f"method={method!r} cannot infer the discrete latent site(s) {discrete} "
             "(a gradient-based posterior over discrete values is wrong). Use "
@@ -226,28 +249,74 @@ def _frozen(model, info, evidence, latents, args, kwargs) -> dict:
     return {n: tr[n]["value"] for n in others}
 
 
-def _enumerate(model, info, evidence, latents, key, num_samples, args, kwargs):
-    shapes = {info[n].batch_shape for n in latents}
-    if len(shapes) != 1:
+def _variable_elimination(model, info, evidence, latents, key, num_samples, args, kwargs):
+    """Exact posterior draws of discrete latents by variable elimination: NumPyro's
+    parallel enumeration (funsor contraction) and forward-filter backward-sample
+    (``infer_discrete``), so the cost grows with the treewidth, not with the number
+    of joint configurations."""
+    from numpyro.contrib.funsor import config_enumerate, infer_discrete
+
+    from probcausal.queries._program import compiled, signature, split_static
+
+    depth = max((-d for s in info.values() for d in s.plate_dims), default=0)
+    frozen = _frozen(model, info, evidence, latents, args, kwargs)
+    arg_dyn, arg_key, arg_rebuild = split_static((tuple(args), dict(kwargs)), False)
+
+    def build():
+        def run(key, ev, frozen, arg_leaves):
+            a, kw = arg_rebuild(arg_leaves)
+            enum = config_enumerate(_Freeze(condition(model, ev), frozen))
+
+            def one(k):
+                tr = trace(
+                    infer_discrete(enum, first_available_dim=-1 - depth, temperature=1, rng_key=k)
+                ).get_trace(*a, **kw)
+                return {n: jnp.asarray(tr[n]["value"], jnp.int32) for n in latents}
+
+            return jax.vmap(one)(jax.random.split(key, num_samples))
+
+        return run
+
+    program = compiled(
+        (
+            "variable_elimination",
+            model_state(model),
+            tuple(latents),
+            num_samples,
+            arg_key,
+            signature((dict(evidence), frozen, arg_dyn)),
+        ),
+        build,
+    )
+    try:
+        with isolated():
+            return jax.block_until_ready(program(key, dict(evidence), frozen, arg_dyn))
+    except jax.errors.JaxRuntimeError as e:
+        if "memory" not in str(e).lower():
+            raise
         raise AbductionError(
-            f"enumeration needs the discrete latent sites {latents} to share one batch "
-            f"shape (one set of plates), got {sorted(shapes)}. Use method='gibbs'."
-        )
-    (batch,) = shapes
+            f"variable elimination over the {len(latents)} discrete latent sites {latents} "
+            "ran out of memory (the contraction order found needs a table too large); "
+            "observe some of them, or use method='gibbs'."
+        ) from e
+
+
+def _enumerate(model, info, evidence, latents, key, num_samples, args, kwargs):
     supports = []
     for n in latents:
         if info[n].support is None:
             raise AbductionError(
                 f"latent site '{n}' ({info[n].family.__name__}) has no finite support to "
-                "enumerate. Use method='gibbs'."
+                "enumerate (its values are unbounded, or its support depends on its "
+                "parameters). Observe it, or use method='gibbs'."
             )
         supports.append(info[n].support)
+    shapes = {info[n].batch_shape for n in latents}
     n_configs = int(np.prod([len(s) for s in supports]))
-    if n_configs > _MAX_ENUMERATION:
-        raise AbductionError(
-            f"enumerating {latents} needs {n_configs} joint configurations per unit "
-            f"(limit {_MAX_ENUMERATION}). Use method='gibbs'."
-        )
+    if len(shapes) != 1 or n_configs > _MAX_TABLE:
+        # a joint table per unit is cheap only for a few latents in one set of plates
+        return _variable_elimination(model, info, evidence, latents, key, num_samples, args, kwargs)
+    (batch,) = shapes
     configs = np.array(list(itertools.product(*supports)))  # (C, k)
     inner = _inference_model(model, info, evidence, latents, args, kwargs)
 
@@ -269,6 +338,15 @@ def _enumerate(model, info, evidence, latents, key, num_samples, args, kwargs):
 
     with isolated():
         logp = jax.vmap(log_joint)(jnp.asarray(configs))  # (C, *batch)
+    best = np.asarray(jnp.max(logp, axis=0))
+    if not np.all(best > -np.inf):
+        unit = np.unravel_index(int(np.argmin(best)), best.shape) if best.ndim else ()
+        raise ImpossibleEvidenceError(
+            ", ".join(sorted(evidence)) or "(obs= sites)",
+            {n: np.asarray(v).tolist() for n, v in evidence.items()},
+            f"has probability zero under every configuration of the latent site(s) {latents}",
+            tuple(int(i) for i in unit) or None,
+        )
     idx = jax.random.categorical(key, jnp.moveaxis(logp, 0, -1), shape=(num_samples,) + batch)
     return {n: jnp.asarray(configs[:, i])[idx].astype(jnp.int32) for i, n in enumerate(latents)}
 
@@ -489,6 +567,102 @@ def _gaussian(model, info, evidence, latents, key, num_samples, args, kwargs):
     )
 
 
+class Posterior(dict):
+    """Posterior draws of the latent sites, site -> ``(num_samples, *shape)``.
+
+    ``chains`` is the number of MCMC chains the draws come from, in order (chain
+    after chain), and ``diagnostics`` site -> ``{"r_hat": ..., "ess": ...}``
+    (split R-hat and effective sample size per element; empty for exact engines).
+    """
+
+    chains: int = 1
+    diagnostics: dict
+
+    def __init__(self, samples=(), chains: int = 1, diagnostics=None):
+        super().__init__(samples)
+        self.chains = chains
+        self.diagnostics = dict(diagnostics or {})
+
+
+R_HAT_WARN = 1.01  # split R-hat above this: warn that the chains disagree
+R_HAT_SWITCH = 1.1  # above this, method="auto" runs tempered SMC instead
+
+
+def max_r_hat(diagnostics) -> float:
+    """The largest split R-hat over every site and element (NaN counts as large)."""
+    values = [
+        np.nan_to_num(np.asarray(d["r_hat"], float), nan=np.inf) for d in diagnostics.values()
+    ]
+    return float(max((v.max() for v in values if v.size), default=1.0))
+
+
+def warn_unconverged(diagnostics, method: str) -> None:
+    """Warn, naming the sites, when the chains of an MCMC engine disagree."""
+    bad = {
+        n: float(np.nan_to_num(np.asarray(d["r_hat"], float), nan=np.inf).max())
+        for n, d in diagnostics.items()
+        if np.asarray(d["r_hat"]).size
+        and np.nan_to_num(np.asarray(d["r_hat"], float), nan=np.inf).max() > R_HAT_WARN
+    }
+    if bad:
+        import warnings
+
+        txt = ", ".join(f"'{n}' (r_hat {v:.3g})" for n, v in bad.items())
+        warnings.warn(
+            f"the {method} chains disagree on the latent site(s) {txt}: the posterior draws "
+            "may miss a mode or be unconverged. Raise num_warmup / num_samples, or use "
+            "method='smc' for a multimodal posterior.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+
+
+def _mcmc(inner, method, latents, key, num_samples, num_warmup, num_chains, progress, args, kw):
+    """NUTS (or DiscreteHMCGibbs) with several chains run vectorized from dispersed
+    starting points (NumPyro's uniform initialisation in [-2, 2] on the unconstrained
+    scale, a key per chain); R-hat and ESS per latent site."""
+    from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
+
+    if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 1:
+        raise ValueError(f"`num_chains` must be a positive int, got {num_chains!r}")
+    kernel = NUTS(inner)
+    if method == "gibbs":
+        kernel = DiscreteHMCGibbs(kernel, modified=True)
+    per_chain = -(-num_samples // num_chains)
+    mcmc = MCMC(
+        kernel,
+        num_warmup=num_warmup,
+        num_samples=per_chain,
+        num_chains=num_chains,
+        # DiscreteHMCGibbs takes one key: its chains run one after another
+        chain_method="vectorized" if method == "nuts" else "sequential",
+        progress_bar=progress,
+    )
+    try:
+        mcmc.run(key, *args, **kw)
+    except RuntimeError as e:
+        raise AbductionError(
+            f"{method.upper()} found no starting point of finite density for the latent "
+            f"sites {latents} ({e}); the evidence may be impossible under the model, or "
+            "its density underflows: check the evidence, or use method='svi'."
+        ) from e
+    grouped = mcmc.get_samples(group_by_chain=True)
+    diagnostics = {}
+    for n in latents:
+        g = np.asarray(grouped[n], np.float64)
+        if num_chains > 1 and per_chain >= 4:
+            diagnostics[n] = {"r_hat": split_gelman_rubin(g), "ess": effective_sample_size(g)}
+    samples = {
+        n: jnp.reshape(grouped[n], (num_chains * per_chain,) + grouped[n].shape[2:])[:num_samples]
+        for n in latents
+    }
+    return Posterior(
+        samples,
+        chains=num_chains if num_chains * per_chain == num_samples else 1,
+        diagnostics=diagnostics,
+    )
+
+
 def check_engine_kwargs(engine_kwargs: Mapping[str, Any]) -> None:
     """Refuse keyword arguments that no abduction engine takes (a misspelt
     ``num_warmup``), naming the ones that exist."""
@@ -538,6 +712,8 @@ def posterior_latents(
     progress_bar: bool = False,
     max_draws: int = 1_000_000,
     atol: float = 1e-5,
+    num_chains: int = 4,
+    num_particles: int | None = None,
 ) -> dict[str, jax.Array]:
     """Posterior samples, ``(num_samples, *shape)`` per site, of ``latents`` given
     ``evidence`` under ``model``, by ``method`` (already resolved)."""
@@ -564,18 +740,25 @@ def posterior_latents(
             )
     inner = _inference_model(model, info, evidence, latents, model_args, kwargs)
     with isolated():
-        if method in ("nuts", "gibbs"):
-            kernel = NUTS(inner)
-            if method == "gibbs":
-                kernel = DiscreteHMCGibbs(kernel, modified=True)
-            mcmc = MCMC(
-                kernel,
-                num_warmup=num_warmup,
-                num_samples=num_samples,
-                progress_bar=progress_bar,
+        if method == "smc":
+            from probcausal.infer.smc import tempered_smc
+
+            return tempered_smc(
+                inner, latents, rng_key, num_samples, model_args, kwargs, num_particles
             )
-            mcmc.run(rng_key, *model_args, **kwargs)
-            samples = mcmc.get_samples()
+        if method in ("nuts", "gibbs"):
+            return _mcmc(
+                inner,
+                method,
+                latents,
+                rng_key,
+                num_samples,
+                num_warmup,
+                num_chains,
+                progress_bar,
+                model_args,
+                kwargs,
+            )
         else:  # svi
             if hasattr(guide, "bind"):  # amortized guides read the evidence
                 guide = guide.bind(evidence)

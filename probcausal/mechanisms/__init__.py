@@ -13,7 +13,16 @@ StudentT                               ``StandardT``: standard-t noise, fixed ``
 MultivariateNormal                     ``MultivariateGaussian``: ``x = loc + L u``
 TransformedDistribution (LogNormal)    the base family's, pushed through the transforms
 Bernoulli, Categorical                 ``GumbelMax`` (truncated-Gumbel abduction)
-Poisson, Binomial                      ``InverseCDF`` (uniform noise)
+Poisson, Binomial, NegativeBinomial,   ``InverseCDF`` (uniform noise)
+GammaPoisson, Geometric,
+ZeroInflatedPoisson
+DiscreteUniform                        ``ShiftedUniformInteger``
+Gamma (Chi2, InverseGamma), Beta       ``BisectionQuantile``: inverse CDF by bisection
+Weibull, Kumaraswamy                   ``ClosedQuantile``
+TruncatedNormal, AsymmetricLaplace     ``Quantile`` (NumPyro's ``icdf``)
+LowRankMultivariateNormal              ``MultivariateGaussian``
+Dirichlet                              ``DirichletGammas``
+FoldedDistribution                     the base's, a preimage drawn by its weight
 Delta                                  ``NoNoise``
 =====================================  ==========================================
 
@@ -36,6 +45,12 @@ from probcausal.mechanisms.base import (
     standard_noise_mechanism,
 )
 from probcausal.mechanisms.delta import NoNoise
+from probcausal.mechanisms.families import (
+    BisectionQuantile,
+    ClosedQuantile,
+    DirichletGammas,
+    ShiftedUniformInteger,
+)
 from probcausal.mechanisms.gumbel_max import GumbelMax, posterior_gumbels
 from probcausal.mechanisms.inverse_cdf import InverseCDF, discrete_icdf
 from probcausal.mechanisms.location_scale import (
@@ -48,6 +63,10 @@ from probcausal.mechanisms.location_scale import (
 )
 
 __all__ = [
+    "BisectionQuantile",
+    "ClosedQuantile",
+    "DirichletGammas",
+    "ShiftedUniformInteger",
     "GumbelMax",
     "InverseCDF",
     "LocationScale",

@@ -17,6 +17,7 @@ from numpyro.distributions.distribution import (
     Independent,
     MaskedDistribution,
 )
+from numpyro.distributions.transforms import AbsTransform
 
 from probcausal.errors import MissingMechanismError
 
@@ -208,8 +209,19 @@ def abduct(
     """A draw from ``p(u | x, theta)``: the noise that produced ``x`` under ``fn``."""
     leaf = _leaf(fn)
     if isinstance(leaf, dist.TransformedDistribution):
-        for t in reversed(leaf.transforms):
+        transforms = list(leaf.transforms)
+        folded = bool(transforms) and isinstance(transforms[0], AbsTransform)
+        for t in reversed(transforms[1:] if folded else transforms):
             x = t.inv(x)
+        if folded:  # |y| = x has the preimages +x and -x, weighed by the base density
+            if key is None:
+                raise MissingMechanismError(site, "FoldedDistribution without a PRNG key")
+            key, k_sign = jax.random.split(key)
+            base = leaf.base_dist
+            x = jnp.asarray(x)
+            p_plus = jax.nn.sigmoid(base.log_prob(x) - base.log_prob(-x))
+            plus = jax.random.uniform(k_sign, jnp.shape(p_plus)) < p_plus
+            x = jnp.where(plus, x, -x)
         return abduct(key, leaf.base_dist, x, site)
     return mechanism_for(leaf, site).abduct(key, leaf, jnp.asarray(x))
 
@@ -249,5 +261,7 @@ def is_exact(fn: dist.Distribution, site: str | None = None) -> bool:
     """True when ``abduct`` is a deterministic inversion for ``fn``."""
     leaf = _leaf(fn)
     if isinstance(leaf, dist.TransformedDistribution):
+        if any(isinstance(t, AbsTransform) for t in leaf.transforms):
+            return False  # a preimage is drawn
         return is_exact(leaf.base_dist, site)
     return mechanism_for(leaf, site).exact

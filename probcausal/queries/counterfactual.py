@@ -16,11 +16,14 @@ from probcausal.handlers.do import WorldValue, action_label
 from probcausal.handlers.observe import any_nonfinite, check_finite, known_finite, mark_finite
 from probcausal.handlers.worlds import _reads_value
 from probcausal.infer.abduction import (
+    R_HAT_SWITCH,
     NotGaussian,
     check_engine_kwargs,
     choose_method,
     latent_ancestors,
+    max_r_hat,
     posterior_latents,
+    warn_unconverged,
 )
 from probcausal.queries._program import (
     action_dicts,
@@ -50,12 +53,16 @@ class CounterfactualResult(dict):
     - ``noise``: site -> abducted exogenous noise ``(num_samples, ...)``;
     - ``latents``: site -> posterior samples of the inferred latent sites;
     - ``evidence``: the evidence; ``method``: the abduction engine used;
+    - ``chains``, ``diagnostics``: for MCMC engines the number of chains and, per
+      latent site, split R-hat and effective sample size (``{"r_hat", "ess"}``);
     - ``info``: site -> :class:`~probcausal.infer.SiteInfo` (shapes, plates).
     """
 
     latents: dict
     evidence: dict
     method: str
+    chains: int
+    diagnostics: dict
     single: bool
     info: dict
 
@@ -67,6 +74,21 @@ class CounterfactualResult(dict):
         self._num_samples = num_samples
         for name, value in context.items():
             setattr(self, name, value)
+
+    def __repr__(self) -> str:
+        """A short summary: sites with shapes, worlds, engine; not the arrays."""
+        sites = ", ".join(f"{n}{tuple(v.shape)}" for n, v in self.items())
+        extra = f", chains={self.chains}" if getattr(self, "chains", 1) > 1 else ""
+        return (
+            f"CounterfactualResult(method={self.method!r}, num_samples={self._num_samples}"
+            f"{extra}, worlds={self.labels}, evidence={sorted(self.evidence)}, "
+            f"sites=[{sites}])"
+        )
+
+    __str__ = __repr__
+
+    def _repr_pretty_(self, p, cycle):  # IPython
+        p.text(repr(self))
 
     @property
     def labels(self) -> list:
@@ -296,6 +318,20 @@ def run_counterfactual(
             raise
         method = "nuts"  # the static screen passed, the quadratic check did not
         latent_values = infer(method)
+    chains = getattr(latent_values, "chains", 1)
+    diagnostics = getattr(latent_values, "diagnostics", {})
+    if (
+        diagnostics
+        and requested == "auto"
+        and method == "nuts"  # SMC moves continuous latents only
+        and num_samples >= 50 * chains  # with fewer draws R-hat says little
+        and max_r_hat(diagnostics) > R_HAT_SWITCH
+    ):
+        # the chains found different modes and cannot weigh them: tempered SMC can
+        method, latent_values = "smc", infer("smc")
+        chains, diagnostics = 1, {}
+    warn_unconverged(diagnostics, method)
+    latent_values = dict(latent_values)
     # every site observed with an invertible mechanism: the noise is a function of
     # the evidence, so one run gives every sample (no sampling error)
     exact_noise = all((n in evidence or s.observed) and s.exact for n, s in info.items())
@@ -439,6 +475,8 @@ def run_counterfactual(
         latents=latent_values,
         evidence=evidence,
         method=method,
+        chains=chains,
+        diagnostics=diagnostics,
         single=single,
         info=info,
     )

@@ -43,6 +43,15 @@ def _unique(labels: Sequence[str]) -> list[str]:
     return out
 
 
+def _noise_dims(name, info, shape) -> list[str]:
+    """Dims of a site's noise: the site's plate dims, then ``<site>_noise_dim_k``
+    for the noise's own trailing dims (Gumbel classes, event dims)."""
+    dims = _site_dims(name, info, "world") if info is not None else []
+    batch = len(info.batch_shape) if info is not None else 0
+    named = dims[:batch] if tuple(shape[:batch]) == tuple(info.batch_shape) else []
+    return named + [f"{name}_noise_dim_{k}" for k in range(len(shape) - len(named))]
+
+
 def to_inference_data(result: Mapping, labels: Sequence[str] | None = None) -> az.InferenceData:
     """Convert a query result into ``arviz.InferenceData``.
 
@@ -87,9 +96,37 @@ def to_inference_data(result: Mapping, labels: Sequence[str] | None = None) -> a
                 dims={n: [world] + dims_of(n) for n in worlds},
             )
         }
-        post = {f"{n}_noise": np.asarray(v)[None] for n, v in result.noise.items()}
-        post.update({n: np.asarray(v)[None] for n, v in result.latents.items()})
-        groups["posterior"] = az.dict_to_dataset(post, dims={n: dims_of(n) for n in result.latents})
+        # draws of an MCMC engine keep their chains, so ArviZ's R-hat and ESS see them
+        chains = getattr(result, "chains", 1)
+
+        def by_chain(v):
+            v = np.asarray(v)
+            return v.reshape((chains, v.shape[0] // chains) + v.shape[1:])
+
+        post = {f"{n}_noise": by_chain(v) for n, v in result.noise.items()}
+        post.update({n: by_chain(v) for n, v in result.latents.items()})
+        groups["posterior"] = az.dict_to_dataset(
+            post,
+            dims={
+                **{n: dims_of(n) for n in result.latents},
+                **{
+                    f"{n}_noise": _noise_dims(n, result.info.get(n), np.shape(v)[1:])
+                    for n, v in result.noise.items()
+                },
+            },
+        )
+        stats = getattr(result, "diagnostics", {})
+        if stats:
+            import xarray as xr
+
+            groups["sample_stats"] = xr.Dataset(
+                {
+                    f"{n}_{k}": (dims_of(n), np.asarray(d[k]))
+                    for n, d in stats.items()
+                    for k in ("r_hat", "ess")
+                    if np.ndim(d[k]) == len(dims_of(n))
+                }
+            )
         if result.evidence:
             observed = {n: np.asarray(v) for n, v in result.evidence.items()}
             groups["observed_data"] = az.dict_to_dataset(

@@ -191,3 +191,44 @@ def test_bulk_noise_with_a_distribution_action_and_student_t_site():
     )
     # draws differ between samples (no noise reused across samples)
     assert len(np.unique(np.asarray(cf.noise["y"]))) > 0.99 * n
+
+
+def test_direct_world_handlers_refuse_code_that_absorbs_the_world_dim():
+    import jax.numpy as jnp
+    from numpyro.handlers import condition, seed, trace
+
+    from probcausal.errors import WorldShapeError
+
+    def ones():
+        a = numpyro.sample("a", dist.Normal(0, 1))
+        numpyro.sample("x", dist.Normal(a * jnp.ones(2), 1).to_event(1))
+
+    def stacked():
+        a = numpyro.sample("a", dist.Normal(0, 1))
+        numpyro.sample("x", dist.Normal(jnp.stack([a, -a]), 1).to_event(1))
+
+    def batched():  # broadcasts against batch dims, as under a plate
+        a = numpyro.sample("a", dist.Normal(0, 1))
+        numpyro.sample("x", dist.Normal(jnp.stack([a, -a], -1), 1).to_event(1))
+
+    ev = {"a": jnp.array(1.0), "x": jnp.ones(2)}
+    for model in (ones, stacked):
+        twin = pc.TwinWorld(pc.do(condition(model, ev), {"a": 3.0}))
+        with pytest.raises(WorldShapeError, match="world dimension.*jnp.stack"):
+            trace(seed(twin, 0)).get_trace()
+    twin = pc.TwinWorld(pc.do(condition(batched, ev), {"a": 3.0}))
+    x = trace(seed(twin, 0)).get_trace()["x"]["value"]
+    assert x.tolist() == [[1.0, 1.0], [3.0, -1.0]]
+
+
+def test_multiworld_function_form_with_nested_do_and_world_values():
+    from numpyro.handlers import seed
+
+    def model():
+        x = numpyro.sample("x", dist.Normal(0, 1))
+        m = numpyro.sample("m", dist.Normal(2 * x, 1))
+        return numpyro.sample("y", dist.Normal(x + 3 * m, 1))
+
+    nested = pc.MultiWorld(pc.do(pc.do(model, {"x": 1.0, "m": pc.WorldValue(1)}), {"x": 0.0}))
+    y = seed(nested, 0)()
+    assert abs(float(y[2] - y[1]) - 1.0) < 1e-5  # Y_{1, M_0} - Y_0: the direct effect

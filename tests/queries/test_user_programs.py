@@ -399,3 +399,16 @@ def test_probabilities_of_causation_need_a_discrete_outcome():
     ):
         with pytest.raises(pc.errors.UnsupportedQueryError, match="'y' is a continuous Normal"):
             query(model, "x", "y", rng_key=KEY, num_samples=10)
+
+
+def test_results_print_a_summary_not_arrays():
+    cf = pc.counterfactual(
+        det_model, {"a": 1.0, "y": 4.0}, [{"a": 2.0}, {"a": 0.0}], rng_key=KEY, num_samples=3
+    )
+    text = repr(cf)
+    assert text == (
+        "CounterfactualResult(method='exact', num_samples=3, "
+        "worlds=['factual', 'do(a=2.0)', 'do(a=0.0)'], evidence=['a', 'y'], "
+        "sites=[a(3, 2), b(3, 2), y(3, 2)])"
+    )
+    assert str(cf) == text

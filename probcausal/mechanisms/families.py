@@ -1,0 +1,224 @@
+"""Mechanisms for the other common NumPyro families.
+
+Continuous univariate families are coupled through their CDF: ``x = F^-1(u)``
+with ``u ~ U(0, 1)`` (the monotone, comonotone coupling: a unit at its q-th
+quantile in one world is at its q-th quantile in every world), abducted exactly
+by ``u = F(x)``. Where NumPyro has no inverse CDF it is found by bisection on the
+CDF. Discrete ordinal families use the inverse CDF of a uniform on their
+integers, abducted by a uniform draw in the observed value's CDF interval.
+Dirichlet goes through independent Gammas; a transform that is not one-to-one
+(``FoldedDistribution``'s absolute value) is abducted over every preimage with
+its weight.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpyro.distributions as dist
+from jax.scipy.special import betainc, gammainc, gammaincc
+from numpyro.distributions.discrete import GeometricLogits, GeometricProbs
+from numpyro.distributions.truncated import (
+    LeftTruncatedDistribution,
+    RightTruncatedDistribution,
+    TwoSidedTruncatedDistribution,
+)
+
+from probcausal.errors import SeedRequiredError
+from probcausal.mechanisms.base import Mechanism, register
+from probcausal.mechanisms.inverse_cdf import InverseCDF
+from probcausal.mechanisms.location_scale import MultivariateGaussian, Quantile
+
+__all__ = ["BisectionQuantile", "ClosedQuantile", "DirichletGammas", "ShiftedUniformInteger"]
+
+_BISECTIONS = 64
+
+
+def bisect_quantile(cdf, u, lo, hi, steps: int = _BISECTIONS):
+    """``x`` in ``[lo, hi]`` with ``cdf(x) = u`` for a continuous increasing ``cdf``.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> x = bisect_quantile(lambda x: x**2, jnp.array(0.25), 0.0, 1.0)
+    >>> round(float(x), 5)
+    0.5
+    """
+    lo = jnp.broadcast_to(jnp.asarray(lo, jnp.result_type(float)), jnp.shape(u))
+    hi = jnp.broadcast_to(jnp.asarray(hi, lo.dtype), jnp.shape(u))
+
+    def body(_, bounds):
+        lo, hi = bounds
+        mid = 0.5 * (lo + hi)
+        below = cdf(mid) < u
+        return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
+
+    lo, hi = jax.lax.fori_loop(0, steps, body, (lo, hi))
+    return 0.5 * (lo + hi)
+
+
+class BisectionQuantile(Mechanism):
+    """``x = F^-1(u)`` by bisection on the family's ``cdf`` within ``bracket(fn)``
+    (lower and upper bounds that hold every quantile a float32 ``u`` reaches)."""
+
+    standard_noise = True
+
+    def __init__(self, bracket):
+        self.bracket = bracket
+
+    def sample_noise(self, key, shape, fn=None):
+        return jax.random.uniform(key, shape)
+
+    def apply(self, fn, u):
+        lo, hi = self.bracket(fn)
+        u = jnp.broadcast_to(u, jnp.broadcast_shapes(jnp.shape(u), fn.batch_shape))
+        return bisect_quantile(fn.cdf, u, lo, hi)
+
+    def abduct(self, key, fn, x):
+        return fn.cdf(x)
+
+
+def _gamma_bracket(fn):
+    c, r = fn.concentration, fn.rate
+    # the 1 - 2^-24 quantile of Gamma(c) lies below c + 12 sqrt(c) + 30
+    return jnp.zeros_like(c / r), (c + 12.0 * jnp.sqrt(c) + 30.0) / r
+
+
+class ClosedQuantile(Mechanism):
+    """``x = icdf(fn, u)``, ``u = cdf(fn, x)`` from closed forms."""
+
+    standard_noise = True
+
+    def __init__(self, icdf, cdf):
+        self._icdf, self._cdf = icdf, cdf
+
+    def sample_noise(self, key, shape, fn=None):
+        return jax.random.uniform(key, shape)
+
+    def apply(self, fn, u):
+        return self._icdf(fn, u)
+
+    def abduct(self, key, fn, x):
+        return self._cdf(fn, x)
+
+
+class ShiftedUniformInteger(Mechanism):
+    """DiscreteUniform on ``low..high``: ``x = low + floor(u (high - low + 1))``."""
+
+    exact = False
+    standard_noise = True
+
+    def sample_noise(self, key, shape, fn=None):
+        return jax.random.uniform(key, shape)
+
+    def apply(self, fn, u):
+        n = fn.high - fn.low + 1
+        return (fn.low + jnp.minimum(jnp.floor(u * n), n - 1)).astype(jnp.int32)
+
+    def abduct(self, key, fn, x):
+        if key is None:
+            raise SeedRequiredError("<discrete-uniform>", "abduct its uniform noise")
+        n = fn.high - fn.low + 1
+        k = jnp.asarray(x, jnp.float32) - fn.low
+        v = jax.random.uniform(key, jnp.broadcast_shapes(jnp.shape(k), jnp.shape(n)))
+        return (k + v) / n
+
+
+class DirichletGammas(Mechanism):
+    """Dirichlet through independent Gammas: ``g_i = F^-1_{Gamma(a_i)}(u_i)``,
+    ``x = g / sum(g)``. Abduction uses that the total ``S = sum(g)`` is
+    independent of ``x`` and Gamma(sum a): it draws ``S`` and sets
+    ``u_i = F_{Gamma(a_i)}(x_i S)``."""
+
+    exact = False
+    standard_noise = True
+
+    def sample_noise(self, key, shape, fn=None):
+        return jax.random.uniform(key, shape)
+
+    def apply(self, fn, u):
+        a = fn.concentration
+        hi = a + 12.0 * jnp.sqrt(a) + 30.0
+        u = jnp.broadcast_to(u, jnp.broadcast_shapes(jnp.shape(u), a.shape))
+        g = bisect_quantile(lambda x: gammainc(a, x), u, jnp.zeros_like(hi), hi)
+        g = jnp.maximum(g, jnp.finfo(g.dtype).tiny)
+        return g / jnp.sum(g, axis=-1, keepdims=True)
+
+    def abduct(self, key, fn, x):
+        if key is None:
+            raise SeedRequiredError("<dirichlet>", "abduct its Gamma total")
+        a = fn.concentration
+        shape = jnp.broadcast_shapes(jnp.shape(x), a.shape)
+        total_a = jnp.broadcast_to(jnp.sum(a, axis=-1), shape[:-1])
+        total = jax.random.gamma(key, total_a)  # one total per value, independent of x
+        return gammainc(a, jnp.broadcast_to(x, shape) * total[..., None])
+
+
+def _gamma_poisson_cdf(fn, k):
+    p = fn.rate / (1.0 + fn.rate)  # success probability of the negative binomial
+    return betainc(fn.concentration, k + 1.0, p)
+
+
+def _gamma_poisson_upper(fn):
+    return jnp.ceil(fn.mean + 20.0 * jnp.sqrt(fn.variance) + 40.0)
+
+
+def _geometric_cdf(fn, k):
+    return -jnp.expm1((k + 1.0) * jnp.log1p(-fn.probs))
+
+
+def _geometric_upper(fn):
+    # the 1 - 2^-24 quantile: (k + 1) log(1 - p) <= -17
+    return jnp.ceil(17.0 / -jnp.log1p(-jnp.minimum(fn.probs, 1 - 1e-7)) + 1.0)
+
+
+def _zip_cdf(fn, k):
+    return fn.gate + (1.0 - fn.gate) * gammaincc(k + 1.0, fn.base_dist.rate)
+
+
+def _zip_upper(fn):
+    rate = fn.base_dist.rate
+    return jnp.ceil(rate + 20.0 * jnp.sqrt(rate) + 40.0)
+
+
+def _weibull_icdf(fn, u):
+    return fn.scale * (-jnp.log1p(-u)) ** (1.0 / fn.concentration)
+
+
+def _weibull_cdf(fn, x):
+    return -jnp.expm1(-((x / fn.scale) ** fn.concentration))
+
+
+def _kumaraswamy_icdf(fn, u):
+    a, b = fn.concentration1, fn.concentration0
+    return (-jnp.expm1(jnp.log1p(-u) / b)) ** (1.0 / a)
+
+
+def _kumaraswamy_cdf(fn, x):
+    a, b = fn.concentration1, fn.concentration0
+    return -jnp.expm1(b * jnp.log1p(-(x**a)))
+
+
+register(dist.Gamma, BisectionQuantile(_gamma_bracket))  # Chi2, InverseGamma (via Gamma)
+register(
+    dist.Beta,
+    BisectionQuantile(
+        lambda fn: (jnp.zeros_like(fn.concentration1), jnp.ones_like(fn.concentration1))
+    ),
+)
+register(dist.Weibull, ClosedQuantile(_weibull_icdf, _weibull_cdf))
+register(dist.Kumaraswamy, ClosedQuantile(_kumaraswamy_icdf, _kumaraswamy_cdf))
+for _family in (
+    LeftTruncatedDistribution,
+    RightTruncatedDistribution,
+    TwoSidedTruncatedDistribution,
+    dist.AsymmetricLaplace,
+):
+    register(_family, Quantile())
+register(dist.LowRankMultivariateNormal, MultivariateGaussian())
+register(dist.GammaPoisson, InverseCDF(_gamma_poisson_cdf, _gamma_poisson_upper))
+register(GeometricProbs, InverseCDF(_geometric_cdf, _geometric_upper))
+register(GeometricLogits, InverseCDF(_geometric_cdf, _geometric_upper))
+register(dist.ZeroInflatedPoisson, InverseCDF(_zip_cdf, _zip_upper))
+register(dist.DiscreteUniform, ShiftedUniformInteger())
+register(dist.Dirichlet, DirichletGammas())
