@@ -22,6 +22,7 @@ from probcausal.models.avici import discover
 from probcausal.models.modular_dcm import ModularDCM
 from probcausal.queries import (
     CounterfactualResult,
+    InterventionalResult,
     ate,
     cate,
     counterfactual,
@@ -40,6 +41,7 @@ __all__ = [
     "ADMG",
     "CausalModel",
     "CounterfactualResult",
+    "InterventionalResult",
     "ModularDCM",
     "MultiWorld",
     "NotIdentifiableError",

@@ -28,6 +28,7 @@ __all__ = [
     "UnknownSiteError",
     "UnsupportedQueryError",
     "WorldDimError",
+    "WorldInferenceError",
     "WorldShapeError",
 ]
 
@@ -256,3 +257,18 @@ class WorldShapeError(ProbcausalError, ValueError):
 
 class ConvergenceWarning(UserWarning):
     """MCMC chains of an abduction disagree (split R-hat above 1.01)."""
+
+
+class WorldInferenceError(ProbcausalError, ValueError):
+    """MCMC or SVI was run on a model under ``TwinWorld`` / ``MultiWorld``."""
+
+    def __init__(self, site: str):
+        self.site = site
+        super().__init__(
+            f"an inference algorithm (MCMC or SVI) is initialising site '{site}' of a model "
+            "under TwinWorld / MultiWorld: it would treat each site's world-batched value "
+            "as one latent, with an improper density along the counterfactual worlds. Run "
+            "inference on the observational model conditioned on the evidence, and ask "
+            "counterfactual questions with `pc.counterfactual`, which abducts the noise "
+            "itself."
+        )

@@ -59,3 +59,11 @@ def test_example_runs(example, tmp_path):
     if example.name == "quickstart.py":
         assert (tmp_path / "quickstart_counterfactual.png").stat().st_size > 10_000
         assert "exact answer 1.9" in done.stdout and "1.900" in done.stdout
+
+
+def test_every_error_is_documented():
+    import probcausal.errors
+
+    text = (ROOT / "docs" / "errors.md").read_text()
+    missing = [name for name in probcausal.errors.__all__ if f"`{name}`" not in text]
+    assert not missing, f"docs/errors.md lacks {missing}"

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
@@ -15,7 +16,7 @@ from numpyro.primitives import Messenger
 from probcausal.errors import InterventionShapeError, SeedRequiredError, UnknownSiteError
 from probcausal.handlers._stack import active_world, plain
 
-__all__ = ["WorldValue", "action_label", "broadcast_action", "do"]
+__all__ = ["WorldValue", "action_label", "broadcast_action", "do", "unique_labels"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ def action_label(actions: Mapping[str, Any]) -> str:
 
     >>> action_label({"h": 2.0, "x": lambda v: v + 1})
     'do(h=2.0, x=<lambda>)'
+    >>> action_label({"h": np.array([1.0, 2.5])})
+    'do(h=[1, 2.5])'
     """
     parts = []
     for name, a in actions.items():
@@ -44,13 +47,29 @@ def action_label(actions: Mapping[str, Any]) -> str:
             txt = type(a).__name__
         elif callable(a):
             txt = getattr(a, "__name__", type(a).__name__)
+        elif isinstance(a, jax.core.Tracer):  # a query traced by jit or vmap
+            txt = f"traced{tuple(a.shape)}" if a.shape else "traced"
         else:
             arr = np.asarray(a)
-            txt = f"{arr.item():g}" if arr.size == 1 else f"array{tuple(arr.shape)}"
+            if arr.size == 1:
+                txt = f"{arr.item():g}"
+            elif arr.size <= 6:  # small arrays by value, readable and distinct
+                txt = "[" + ", ".join(f"{v:g}" for v in arr.ravel().tolist()) + "]"
+            else:
+                txt = f"array{tuple(arr.shape)}"
             if arr.size == 1 and np.issubdtype(arr.dtype, np.floating) and "." not in txt:
                 txt = txt + ".0" if "e" not in txt and "n" not in txt else txt
         parts.append(f"{name}={txt}")
     return "do(" + ", ".join(parts) + ")"
+
+
+def unique_labels(labels) -> list[str]:
+    """Labels made unique by numbering repeats: ``["a", "a"] -> ["a", "a#2"]``."""
+    out, seen = [], {}
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label}#{seen[label]}")
+    return out
 
 
 def _plates(msg) -> list[tuple[str, int, int]]:

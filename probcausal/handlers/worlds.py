@@ -32,7 +32,13 @@ import numpyro.distributions as dist
 from numpyro.handlers import condition, seed, substitute
 
 from probcausal import mechanisms
-from probcausal.errors import ProbcausalError, SeedRequiredError, WorldDimError, WorldShapeError
+from probcausal.errors import (
+    ProbcausalError,
+    SeedRequiredError,
+    WorldDimError,
+    WorldInferenceError,
+    WorldShapeError,
+)
 from probcausal.handlers._stack import (
     WorldHandler,
     isolated,
@@ -62,6 +68,10 @@ def _outer_value(handlers, msg) -> tuple[Any, bool] | None:
             if h.data is not None:
                 value = h.data.get(msg["name"])
             elif h.substitute_fn is not None:
+                if getattr(h.substitute_fn, "func", h.substitute_fn).__module__ == (
+                    "numpyro.infer.initialization"
+                ):
+                    raise WorldInferenceError(msg["name"])
                 value = h.substitute_fn(msg)
             if value is not None:
                 return value, False

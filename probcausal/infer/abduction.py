@@ -23,6 +23,7 @@ method             used when (``method="auto"``)
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
 import optax
 from numpyro.handlers import condition, seed, substitute, trace
 from numpyro.infer import MCMC, NUTS, SVI, DiscreteHMCGibbs, Predictive, Trace_ELBO
@@ -301,7 +303,82 @@ def _variable_elimination(model, info, evidence, latents, key, num_samples, args
         ) from e
 
 
+class _Truncate(Messenger):
+    """Replace unbounded discrete sites by Categoricals over ``0..bound`` with the
+    same probabilities (renormalized: the mass above the bound is negligible)."""
+
+    def __init__(self, fn, bounds):
+        self.bounds = bounds
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] != "sample" or msg["name"] not in self.bounds:
+            return
+        fn = msg["fn"]
+        k = jnp.arange(self.bounds[msg["name"]] + 1)
+        batch = tuple(fn.batch_shape)
+        logp = fn.log_prob(k.reshape(k.shape + (1,) * len(batch)))
+        msg["fn"] = dist.Categorical(logits=jnp.moveaxis(logp, 0, -1))
+
+
+def _unbounded_bounds(model, info, evidence, latents, args, kwargs) -> dict[str, int]:
+    """A truncation bound per unbounded discrete latent (Poisson, negative binomial,
+    geometric, ...): the largest value its mechanism reaches from a float32 uniform,
+    at 64 prior draws of its parents, doubled."""
+    from probcausal.mechanisms import InverseCDF, mechanism_for
+
+    unbounded = [n for n in latents if info[n].support is None]
+    if not unbounded:
+        return {}
+    inner = condition(model, evidence)
+
+    def upper(k):
+        tr = trace(seed(inner, k)).get_trace(*args, **kwargs)
+        out = {}
+        for n in unbounded:
+            leaf = mechanisms.base._leaf(tr[n]["fn"])
+            mech = mechanism_for(leaf, n)
+            if not isinstance(mech, InverseCDF):
+                raise AbductionError(
+                    f"latent site '{n}' ({info[n].family.__name__}) has no finite support "
+                    "to enumerate and no ordinal mechanism to truncate. Observe it, or "
+                    "use method='gibbs'."
+                )
+            out[n] = jnp.max(mech.upper(leaf))
+        return out
+
+    with isolated():
+        draws = jax.vmap(upper)(jax.random.split(jax.random.PRNGKey(0), 64))
+    return {n: int(2 * float(jnp.max(v))) for n, v in draws.items()}
+
+
 def _enumerate(model, info, evidence, latents, key, num_samples, args, kwargs):
+    bounds = _unbounded_bounds(model, info, evidence, latents, args, kwargs)
+    if bounds:
+        from numpyro.distributions.discrete import CategoricalLogits
+
+        truncated = {
+            n: dataclasses.replace(info[n], support=tuple(range(b + 1)), family=CategoricalLogits)
+            for n, b in bounds.items()
+        }
+        samples = _enumerate(
+            _Truncate(model, bounds),
+            ModelSites({**info, **truncated}),
+            evidence,
+            latents,
+            key,
+            num_samples,
+            args,
+            kwargs,
+        )
+        for n, b in bounds.items():
+            if bool(jnp.any(samples[n] >= b)):
+                raise AbductionError(
+                    f"the posterior of the unbounded latent site '{n}' reaches the "
+                    f"truncation bound {b} of its enumeration: the evidence pulls it far "
+                    "beyond its prior. Observe it, or use method='gibbs'."
+                )
+        return samples
     supports = []
     for n in latents:
         if info[n].support is None:

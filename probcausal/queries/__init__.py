@@ -11,10 +11,11 @@ from probcausal.queries.effects import (
     probability_of_sufficiency,
 )
 from probcausal.queries.inference_data import to_inference_data
-from probcausal.queries.interventional import interventional
+from probcausal.queries.interventional import InterventionalResult, interventional
 
 __all__ = [
     "CounterfactualResult",
+    "InterventionalResult",
     "ate",
     "cate",
     "counterfactual",

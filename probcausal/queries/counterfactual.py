@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from probcausal import mechanisms
 from probcausal.compilation import model_state
 from probcausal.errors import AbductionError
-from probcausal.handlers.do import WorldValue, action_label
+from probcausal.handlers.do import WorldValue, action_label, unique_labels
 from probcausal.handlers.observe import any_nonfinite, check_finite, known_finite, mark_finite
 from probcausal.handlers.worlds import _reads_value
 from probcausal.infer.abduction import (
@@ -92,8 +92,9 @@ class CounterfactualResult(dict):
 
     @property
     def labels(self) -> list:
-        """World labels, ``["factual", "do(h=2.0)", ...]``."""
-        return ["factual"] + [action_label(a) for a in self._actions]
+        """World labels, ``["factual", "do(h=2.0)", ...]``, unique (a repeated label
+        gets ``#2``, ``#3``)."""
+        return unique_labels(["factual"] + [action_label(a) for a in self._actions])
 
     @property
     def factual(self) -> dict:

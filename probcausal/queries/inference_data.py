@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from probcausal.handlers.do import unique_labels
 from probcausal.queries.counterfactual import CounterfactualResult
+from probcausal.queries.interventional import InterventionalResult
 
 if TYPE_CHECKING:  # ArviZ (with SciPy and matplotlib) takes seconds to import: on first use
     import arviz as az
@@ -35,14 +37,6 @@ def _site_dims(name, info, world_dim_name) -> list[str]:
     return dims
 
 
-def _unique(labels: Sequence[str]) -> list[str]:
-    out, seen = [], {}
-    for label in labels:
-        seen[label] = seen.get(label, 0) + 1
-        out.append(label if seen[label] == 1 else f"{label}#{seen[label]}")
-    return out
-
-
 def _noise_dims(name, info, shape) -> list[str]:
     """Dims of a site's noise: the site's plate dims, then ``<site>_noise_dim_k``
     for the noise's own trailing dims (Gumbel classes, event dims)."""
@@ -61,9 +55,10 @@ def to_inference_data(result: Mapping, labels: Sequence[str] | None = None) -> a
     - ``posterior``: abducted noise (``<site>_noise``) and inferred latent sites;
     - ``observed_data``: the evidence.
 
-    A plain dict (from :func:`~probcausal.interventional`) goes to
-    ``posterior_predictive`` with dims ``(chain, draw, ...)``; if it carries a world
-    axis, pass its ``labels``.
+    An interventional result goes to ``posterior_predictive`` with dims ``(chain,
+    draw, ...)`` named after the plates (and a ``world`` dim labelled by its
+    actions for a list of action dicts); a plain dict with a world axis needs its
+    ``labels``.
 
     Examples
     --------
@@ -92,7 +87,7 @@ def to_inference_data(result: Mapping, labels: Sequence[str] | None = None) -> a
         groups = {
             "posterior_predictive": az.dict_to_dataset(
                 {n: np.asarray(v)[None] for n, v in worlds.items()},
-                coords={world: _unique(result.labels)},
+                coords={world: unique_labels(result.labels)},
                 dims={n: [world] + dims_of(n) for n in worlds},
             )
         }
@@ -137,7 +132,14 @@ def to_inference_data(result: Mapping, labels: Sequence[str] | None = None) -> a
         return az.InferenceData(**groups)
     pp = {n: np.asarray(v)[None] for n, v in result.items()}
     coords, dims = None, None
-    if labels is not None:
-        coords = {"world": _unique(labels)}
+    if isinstance(result, InterventionalResult):
+        info = result.info
+        lead = [] if result.single else ["world"]
+        dims = {n: lead + _site_dims(n, info.get(n), "world") for n in pp}
+        dims = {n: d for n, d in dims.items() if len(d) == pp[n].ndim - 2}
+        if not result.single:
+            coords = {"world": unique_labels(labels or result.labels)}
+    elif labels is not None:
+        coords = {"world": unique_labels(labels)}
         dims = {n: ["world"] for n in pp}
     return az.InferenceData(posterior_predictive=az.dict_to_dataset(pp, coords=coords, dims=dims))

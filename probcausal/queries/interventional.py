@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from probcausal.compilation import model_state
+from probcausal.handlers.do import action_label, unique_labels
 from probcausal.queries._program import (
     action_dicts,
     check_sampling,
@@ -21,7 +22,29 @@ from probcausal.queries._program import (
     validate_actions,
 )
 
-__all__ = ["interventional"]
+__all__ = ["InterventionalResult", "interventional"]
+
+
+class InterventionalResult(dict):
+    """Samples of ``do(model, actions)``: site -> ``(num_samples, *shape)`` (a
+    ``world`` axis after the sample axis for a list of action dicts), a ``dict``
+    with ``info`` (site facts: shapes, plates), ``labels`` (one per action dict)
+    and ``single``."""
+
+    def __init__(self, values, *, info, actions, single):
+        super().__init__(values)
+        self.info, self.single, self._actions = info, single, actions
+
+    @property
+    def labels(self) -> list[str]:
+        """One label per action dict, ``["do(x=0.0)", ...]`` (unique)."""
+        return unique_labels([action_label(a) for a in self._actions])
+
+    def __repr__(self) -> str:
+        sites = ", ".join(f"{n}{tuple(v.shape)}" for n, v in self.items())
+        return f"InterventionalResult(worlds={self.labels}, sites=[{sites}])"
+
+    __str__ = __repr__
 
 
 def interventional(
@@ -89,7 +112,7 @@ def interventional(
             model_kwargs=kwargs,
             **dict(engine_kwargs),
         )
-        return dict(result)
+        return InterventionalResult(dict(result), info=info, actions=action_list, single=single)
     arg_dyn, arg_key, arg_rebuild = split_static((args, kwargs), numbers_dynamic=False)
     outs = []
     for a in action_list:
@@ -114,8 +137,8 @@ def interventional(
 
         outs.append(compiled(cache_key, build)(rng_key, act_dyn, arg_dyn))
     if single:
-        return outs[0]
-    return {
+        return InterventionalResult(outs[0], info=info, actions=action_list, single=True)
+    stacked = {
         n: jnp.stack(
             [
                 jnp.broadcast_to(o[n], jnp.broadcast_shapes(*(p[n].shape for p in outs)))
@@ -125,3 +148,4 @@ def interventional(
         )
         for n in outs[0]
     }
+    return InterventionalResult(stacked, info=info, actions=action_list, single=False)

@@ -232,3 +232,20 @@ def test_multiworld_function_form_with_nested_do_and_world_values():
     nested = pc.MultiWorld(pc.do(pc.do(model, {"x": 1.0, "m": pc.WorldValue(1)}), {"x": 0.0}))
     y = seed(nested, 0)()
     assert abs(float(y[2] - y[1]) - 1.0) < 1e-5  # Y_{1, M_0} - Y_0: the direct effect
+
+
+def test_mcmc_on_a_world_model_is_refused_by_name():
+    from numpyro.infer import MCMC, NUTS
+
+    def model():
+        x = numpyro.sample("x", dist.Normal(0, 1))
+        numpyro.sample("y", dist.Normal(2 * x, 1), obs=1.0)
+
+    mcmc = MCMC(
+        NUTS(pc.TwinWorld(pc.do(model, {"x": 0.5}))),
+        num_warmup=5,
+        num_samples=5,
+        progress_bar=False,
+    )
+    with pytest.raises(pc.errors.WorldInferenceError, match="site 'x'.*pc.counterfactual"):
+        mcmc.run(jax.random.PRNGKey(0))

@@ -75,3 +75,33 @@ def test_names_that_collide_with_the_world_dim_are_renamed():
     pp = pc.to_inference_data(cf).posterior_predictive
     assert pp["y"].dims == ("chain", "draw", "world_dim")
     assert "world" in pp.data_vars
+
+
+def test_interventional_results_name_plate_dims_and_label_worlds():
+    def model(n=3):
+        with numpyro.plate("units", n):
+            x = numpyro.sample("x", dist.Normal(0, 1))
+            numpyro.sample("y", dist.Normal(x, 1))
+
+    s = pc.interventional(model, {"x": 1.0}, rng_key=KEY, num_samples=10)
+    assert pc.to_inference_data(s).posterior_predictive["y"].dims == ("chain", "draw", "units")
+    w = pc.interventional(model, [{"x": 0.0}, {"x": 1.0}], rng_key=KEY, num_samples=10)
+    pp = pc.to_inference_data(w).posterior_predictive
+    assert pp["y"].dims == ("chain", "draw", "world", "units")
+    assert pp["world"].values.tolist() == ["do(x=0.0)", "do(x=1.0)"]
+
+
+def test_array_actions_get_readable_unique_labels_and_plots_work():
+    def model(n=3):
+        with numpyro.plate("units", n):
+            x = numpyro.sample("x", dist.Normal(0, 1))
+            numpyro.sample("y", dist.Normal(x, 1))
+
+    actions = [{"x": jnp.array([1.0, 2.0, 3.0])}, {"x": jnp.array([1.0, 2.0, 3.0])}]
+    ev = {"x": jnp.zeros(3), "y": jnp.ones(3)}
+    cf = pc.counterfactual(model, ev, actions, rng_key=KEY, num_samples=10)
+    assert cf.labels == ["factual", "do(x=[1, 2, 3])", "do(x=[1, 2, 3])#2"]
+    # every world constant (full evidence): ArviZ's plots still work on the result as is
+    idata = pc.to_inference_data(cf)
+    axes = az.plot_posterior(idata, group="posterior_predictive")
+    assert axes.size == 2 * 3 * 3

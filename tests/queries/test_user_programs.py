@@ -412,3 +412,25 @@ def test_results_print_a_summary_not_arrays():
         "sites=[a(3, 2), b(3, 2), y(3, 2)])"
     )
     assert str(cf) == text
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [dist.Poisson(3.0), dist.NegativeBinomial2(3.0, 2.0), dist.Geometric(probs=0.3)],
+    ids=lambda f: type(f).__name__,
+)
+def test_unbounded_discrete_latent_posterior_by_truncated_enumeration(fn):
+    def model():
+        k = numpyro.sample("k", fn)
+        numpyro.sample("y", dist.Normal(k, 1.0))
+
+    n = 4000
+    cf = pc.counterfactual(model, {"y": 5.0}, {"k": 0}, rng_key=KEY, num_samples=n)
+    assert cf.method == "enumeration"
+    ks = np.arange(300)
+    w = np.exp(np.asarray(fn.log_prob(jnp.asarray(ks))) - 0.5 * (5.0 - ks) ** 2)
+    w /= w.sum()
+    mean, sd = (ks * w).sum(), np.sqrt((ks**2 * w).sum() - (ks * w).sum() ** 2)
+    assert abs(float(cf.latents["k"].mean()) - mean) < 4 * sd / np.sqrt(n)
+    # the counterfactual y' = 0 + (y - k)
+    np.testing.assert_allclose(cf["y"], 5.0 - np.asarray(cf.latents["k"]), atol=1e-5)
