@@ -665,22 +665,23 @@ R_HAT_WARN = 1.01  # split R-hat above this: warn that the chains disagree
 R_HAT_SWITCH = 1.1  # above this, method="auto" runs tempered SMC instead
 
 
+def _largest_r_hat(site_diagnostics) -> float | None:
+    """A site's largest split R-hat over its elements (NaN counts as infinite);
+    None when it has no elements."""
+    r_hat = np.nan_to_num(np.asarray(site_diagnostics["r_hat"], float), nan=np.inf)
+    return float(r_hat.max()) if r_hat.size else None
+
+
 def max_r_hat(diagnostics) -> float:
     """The largest split R-hat over every site and element (NaN counts as large)."""
-    values = [
-        np.nan_to_num(np.asarray(d["r_hat"], float), nan=np.inf) for d in diagnostics.values()
-    ]
-    return float(max((v.max() for v in values if v.size), default=1.0))
+    values = [_largest_r_hat(d) for d in diagnostics.values()]
+    return max((v for v in values if v is not None), default=1.0)
 
 
 def warn_unconverged(diagnostics, method: str) -> None:
     """Warn, naming the sites, when the chains of an MCMC engine disagree."""
-    bad = {
-        n: float(np.nan_to_num(np.asarray(d["r_hat"], float), nan=np.inf).max())
-        for n, d in diagnostics.items()
-        if np.asarray(d["r_hat"]).size
-        and np.nan_to_num(np.asarray(d["r_hat"], float), nan=np.inf).max() > R_HAT_WARN
-    }
+    largest = {n: _largest_r_hat(d) for n, d in diagnostics.items()}
+    bad = {n: v for n, v in largest.items() if v is not None and v > R_HAT_WARN}
     if bad:
         import warnings
 

@@ -193,12 +193,7 @@ def validate(info: Mapping[str, SiteInfo], evidence: Mapping, actions: Sequence[
     unknown = set(evidence) - set(info)
     if unknown:
         raise UnknownSiteError("evidence", unknown, info)
-    for a in actions:
-        if not isinstance(a, Mapping):
-            raise TypeError(
-                f"actions must be a dict site -> action (or a list of them), got "
-                f"{type(a).__name__}; write {{'x': 1.0}}."
-            )
+    for a in actions:  # dicts already (action_dicts)
         bad = set(a) & set(deterministic)
         if bad:
             raise UnknownSiteError(
