@@ -116,7 +116,9 @@ def _state(v, depth, seen):
     if v is None or isinstance(v, bool | int | float | complex | str | bytes):
         return v
     if isinstance(v, types.ModuleType | type) or (
-        isinstance(v, types.FunctionType | types.BuiltinFunctionType) and _is_library(v)
+        isinstance(v, types.FunctionType | types.BuiltinFunctionType)
+        and _is_library(v)
+        and not getattr(v, "__closure__", None)  # a library's closure holds state
     ):
         return None  # code, not state
     if isinstance(v, jax.Array):
@@ -185,5 +187,24 @@ def model_state(model) -> tuple:
     >>> SCALE["v"] = 3.0
     >>> model_state(model) == before
     False
+
+    Models built alike (``do(model, {"x": 1.0})`` twice) have equal states, so a
+    query on the second reuses the first one's compiled program.
     """
-    return (_Ident(model), _state(model, 0, frozenset()))
+    return (_root(model), _state(model, 0, frozenset()))
+
+
+def _root(model):
+    """The model by identity; a handler around it (``do``, ``condition``) by its type,
+    its settings and the identity of what it wraps, so that handlers built alike
+    around one model share their programs."""
+    if not isinstance(model, Messenger):
+        return _Ident(model)
+    attrs = {k: x for k, x in vars(model).items() if not k.startswith("_") and k != "trace"}
+    return (
+        _Ident(type(model)),
+        tuple(
+            (k, _root(x) if k == "fn" else _state(x, 1, frozenset()))
+            for k, x in sorted(attrs.items())
+        ),
+    )

@@ -7,12 +7,14 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import networkx as nx
+from jax import lax
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 from numpyro.handlers import seed, trace
 from numpyro.ops.provenance import track_deps_jaxpr, track_deps_rules
 from numpyro.primitives import Messenger
 
+from probcausal.handlers._scan import reach_into_scan
 from probcausal.handlers._stack import isolated
 from probcausal.mechanisms.base import _leaf
 
@@ -35,8 +37,42 @@ ad.deflinear2(_site_value, lambda ct, _, name: [ct])
 mlir.register_lowering(_site_value, mlir.lower_fun(lambda x, name: x, multiple_results=False))
 
 
+def _scan_deps(eqn, provenance_inputs):
+    """Provenance through ``lax.scan``: the body's, with the carry's provenance
+    grown to a fixed point (NumPyro's default rule unites the loop's inputs and
+    misses the sites marked inside the body)."""
+    jaxpr = eqn.params["jaxpr"].jaxpr
+    n_consts, n_carry = eqn.params["num_consts"], eqn.params["num_carry"]
+    consts = provenance_inputs[:n_consts]
+    carry = provenance_inputs[n_consts : n_consts + n_carry]
+    xs = provenance_inputs[n_consts + n_carry :]
+    while True:
+        out = track_deps_jaxpr(jaxpr, consts + carry + xs)
+        grown = [c | o for c, o in zip(carry, out[:n_carry], strict=True)]
+        if grown == carry:
+            return out
+        carry = grown
+
+
+track_deps_rules[lax.scan_p] = _scan_deps
+
+
 class _mark_sites(Messenger):
-    """Pass every sample site's value through :data:`_site_value`."""
+    """Pass every sample site's value through :data:`_site_value` (inside scan
+    bodies too)."""
+
+    def __init__(self, fn=None):
+        self.record: dict = {}
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        reach_into_scan(self, msg)
+
+    def step(self, i, length):
+        return _mark_sites()
+
+    def scanned(self, record):
+        pass
 
     def postprocess_message(self, msg):
         if msg["type"] == "sample" and not msg["infer"].get("is_auxiliary"):

@@ -13,7 +13,13 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.primitives import Messenger
 
-from probcausal.errors import InterventionShapeError, SeedRequiredError, UnknownSiteError
+from probcausal.errors import (
+    InterventionShapeError,
+    SeedRequiredError,
+    UnknownSiteError,
+    UnsupportedQueryError,
+)
+from probcausal.handlers._scan import reach_into_scan, replayed, step_action
 from probcausal.handlers._stack import active_world, plain
 
 __all__ = ["WorldValue", "action_label", "broadcast_action", "do", "unique_labels"]
@@ -105,6 +111,12 @@ def _intervene(msg, action) -> None:
             f"action WorldValue({action.world}) on site '{msg['name']}' refers to another "
             "world: use it under `probcausal.MultiWorld`."
         )
+    if isinstance(action, Mapping):
+        raise UnsupportedQueryError(
+            f"action {dict(action)!r} on site '{msg['name']}': a {{step: value}} action "
+            "sets steps of a site inside numpyro.contrib.control_flow.scan, and this site "
+            "is not in a scan. Give a value."
+        )
     if isinstance(action, dist.Distribution):
         batch = broadcast_action(msg, jnp.zeros(action.batch_shape), fn.batch_shape).shape
         msg["fn"] = action.expand(batch) if tuple(action.batch_shape) != batch else action
@@ -175,8 +187,39 @@ class do(Messenger):
                 raise UnknownSiteError("intervention", unknown, self._seen)
 
     def process_message(self, msg) -> None:
+        if msg["type"] == "control_flow":  # a scan: intervene inside its body
+            if self.actions and active_world() is None and not plain():
+                reach_into_scan(self, msg)
+            return
         if msg["type"] != "sample":
             return
         self._seen.add(msg["name"])
+        if replayed(msg):  # a scanned site: intervened on inside the loop
+            return
         if msg["name"] in self.actions and active_world() is None and not plain():
             _intervene(msg, self.actions[msg["name"]])
+
+    def step(self, i, length):
+        return _DoStep(self.actions, i, length)
+
+    def scanned(self, record):
+        pass
+
+
+class _DoStep(Messenger):
+    """``do`` at step ``i`` of a scan (see :func:`step_action`)."""
+
+    def __init__(self, actions, i, length):
+        self.actions, self.i, self.length = actions, i, length
+        self.record: dict = {}
+        super().__init__(None)
+
+    def process_message(self, msg) -> None:
+        if msg["type"] != "sample" or msg["name"] not in self.actions:
+            return
+        action = self.actions[msg["name"]]
+        if not (callable(action) or isinstance(action, WorldValue)):
+            action = step_action(
+                action, self.i, self.length, msg["fn"].shape(), lambda: _natural_value(msg)
+            )
+        _intervene(msg, action)

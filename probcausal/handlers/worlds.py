@@ -35,6 +35,7 @@ from probcausal import mechanisms
 from probcausal.errors import (
     ProbcausalError,
     SeedRequiredError,
+    UnsupportedQueryError,
     WorldDimError,
     WorldInferenceError,
     WorldShapeError,
@@ -187,6 +188,12 @@ class _Worlds(WorldHandler):
 
     # -- the rewrite -------------------------------------------------------------------
     def process_message(self, msg) -> None:
+        if msg["type"] == "control_flow":
+            raise UnsupportedQueryError(
+                f"{type(self).__name__} used directly does not reach into the body of a "
+                "numpyro.contrib.control_flow.scan (its sites would keep one world). Ask "
+                "pc.counterfactual(model, evidence, actions), whose worlds do."
+            )
         if msg["type"] != "sample":
             return
         name, fn = msg["name"], msg["fn"]

@@ -251,6 +251,151 @@ def _frozen(model, info, evidence, latents, args, kwargs) -> dict:
     return {n: tr[n]["value"] for n in others}
 
 
+class _Unplated(Exception):
+    """The enumerated trace is not a set of scalar latents (plates, event dims)."""
+
+
+class _Enumerate(Messenger):
+    """Parallel enumeration of the scalar discrete sites ``names``: each one's value
+    is the column of its states along a dimension of its own, left of ``depth``
+    batch dimensions (NumPyro's funsor ``enum`` allocates at most 25 such
+    dimensions; a network query may need more)."""
+
+    def __init__(self, fn, names, depth):
+        self.names, self.depth = frozenset(names), depth
+        super().__init__(fn)
+
+    def __enter__(self):
+        self.next = -1 - self.depth
+        return super().__enter__()
+
+    def process_message(self, msg):
+        if msg["type"] != "sample" or msg["name"] not in self.names or msg["is_observed"]:
+            return
+        fn, batch = msg["fn"], tuple(msg["fn"].batch_shape)
+        # scalar: a batch shape of enumerated dimensions only
+        if (
+            fn.event_shape
+            or len(batch) >= -self.next
+            or any(d != 1 for d in batch[max(0, len(batch) - self.depth) :])
+        ):
+            raise _Unplated(msg["name"])
+        states = jnp.reshape(fn.enumerate_support(expand=False), (-1,))
+        msg["value"] = jnp.reshape(states, states.shape + (1,) * (-self.next - 1))
+        self.next -= 1
+
+
+def _log_prob(site, enumerated: bool) -> jax.Array:
+    """A site's log probability; for a Categorical, the log of its probabilities
+    indexed directly (its general ``log_prob`` broadcasts the value against the
+    probabilities and gathers, a program several times larger at high rank)."""
+    fn, value = site["fn"], site["value"]
+    if type(fn) in (dist.CategoricalProbs, dist.CategoricalLogits):
+        logits = jnp.log(fn.probs) if isinstance(fn, dist.CategoricalProbs) else fn.logits
+        if isinstance(fn, dist.CategoricalLogits):
+            logits = logits - jax.nn.logsumexp(logits, axis=-1, keepdims=True)
+        if enumerated:  # the class axis becomes the site's own enumeration dim
+            rank = jnp.ndim(value)
+            logits = jnp.reshape(logits, (1,) * (rank - logits.ndim) + logits.shape)
+            return jnp.moveaxis(logits, -1, 0)
+        if jnp.ndim(value) == 0:
+            return jnp.take(logits, value, axis=-1)
+    return fn.log_prob(value)
+
+
+def _factors(tr, latents, frozen, depth):
+    """The log-probability tables of an enumerated trace, with their scopes."""
+    from probcausal.infer.elimination import Factor
+
+    dim_var, cards, states = {}, {}, {}
+    for n in latents:
+        value = jnp.asarray(tr[n]["value"])
+        if value.ndim <= depth or value.size != value.shape[0]:
+            raise _Unplated(n)
+        dim_var[-value.ndim] = n
+        cards[n], states[n] = int(value.shape[0]), value.reshape(-1)
+    factors = []
+    for name, site in tr.items():
+        if site["type"] != "sample" or name in frozen:
+            continue
+        lp = _log_prob(site, dim_var.get(-jnp.ndim(site["value"])) == name)
+        if site.get("scale") is not None:
+            lp = lp * site["scale"]
+        lp = jnp.reshape(lp, (1,) * max(0, depth - jnp.ndim(lp)) + jnp.shape(lp))
+        if depth:  # batch elements independent given the (scalar) latents
+            lp = jnp.sum(lp, axis=tuple(range(-depth, 0)), keepdims=True)
+        axes = [i for i, d in enumerate(lp.shape) if d > 1]
+        scope = []
+        for i in axes:
+            var = dim_var.get(i - lp.ndim)
+            if var is None:
+                raise _Unplated(name)
+            scope.append(var)
+        factors.append(Factor(tuple(scope), jnp.reshape(lp, [lp.shape[i] for i in axes])))
+    return factors, cards, states
+
+
+def _eliminate(model, info, evidence, latents, key, num_samples, args, kwargs):
+    """Exact posterior draws of scalar discrete latents by variable elimination in a
+    min-fill order (:mod:`probcausal.infer.elimination`), one compiled program; or
+    ``None`` when the enumerated model is not a set of scalar latents."""
+    from probcausal.infer.elimination import eliminate, elimination_order, sample_eliminated
+    from probcausal.queries._program import compiled, signature, split_static
+
+    depth = max((len(s.batch_shape) for s in info.values()), default=0)
+    others = tuple(
+        n for n, s in info.items() if not s.observed and n not in evidence and n not in latents
+    )
+    arg_dyn, arg_key, arg_rebuild = split_static((tuple(args), dict(kwargs)), False)
+
+    def build():
+        def run(key, ev, arg_leaves):
+            a, kw = arg_rebuild(arg_leaves)
+            k_frozen, k_draw = jax.random.split(key)
+            frozen = {}
+            if others:  # a prior draw of the latents that do not touch the evidence
+                prior = trace(seed(condition(model, ev), k_frozen)).get_trace(*a, **kw)
+                frozen = {n: prior[n]["value"] for n in others}
+            enumerated = _Enumerate(_Freeze(condition(model, ev), frozen), latents, depth)
+            tr = trace(seed(enumerated, 0)).get_trace(*a, **kw)
+            factors, cards, states = _factors(tr, latents, frozen, depth)
+            order = elimination_order([f.scope for f in factors], cards)
+            log_z, kept = eliminate(factors, cards, order)
+            draws = sample_eliminated(k_draw, kept, order, num_samples)
+            return log_z, {n: jnp.take(states[n], draws[n]).astype(jnp.int32) for n in latents}
+
+        return run
+
+    program = compiled(
+        (
+            "eliminate",
+            model_state(model),
+            tuple(latents),
+            num_samples,
+            arg_key,
+            signature((dict(evidence), arg_dyn)),
+        ),
+        build,
+    )
+    try:
+        with isolated():
+            log_z, samples = program(key, dict(evidence), arg_dyn)
+    except _Unplated:
+        return None
+    except MemoryError as e:
+        raise AbductionError(
+            f"exact abduction of the {len(latents)} discrete latent sites {latents}: {e}, "
+            "too large for memory. Observe some of them, or use method='gibbs'."
+        ) from e
+    if not bool(log_z > -jnp.inf):
+        raise ImpossibleEvidenceError(
+            ", ".join(sorted(evidence)) or "(obs= sites)",
+            {n: np.asarray(v).tolist() for n, v in evidence.items()},
+            f"has probability zero under every configuration of the latent site(s) {latents}",
+        )
+    return samples
+
+
 def _variable_elimination(model, info, evidence, latents, key, num_samples, args, kwargs):
     """Exact posterior draws of discrete latents by variable elimination: NumPyro's
     parallel enumeration (funsor contraction) and forward-filter backward-sample
@@ -389,6 +534,10 @@ def _enumerate(model, info, evidence, latents, key, num_samples, args, kwargs):
             )
         supports.append(info[n].support)
     shapes = {info[n].batch_shape for n in latents}
+    if shapes == {()}:  # scalar latents: elimination in a min-fill order
+        samples = _eliminate(model, info, evidence, latents, key, num_samples, args, kwargs)
+        if samples is not None:
+            return samples
     n_configs = int(np.prod([len(s) for s in supports]))
     if len(shapes) != 1 or n_configs > _MAX_TABLE:
         # a joint table per unit is cheap only for a few latents in one set of plates

@@ -26,10 +26,16 @@ from numpyro.distributions.truncated import (
 
 from probcausal.errors import SeedRequiredError
 from probcausal.mechanisms.base import Mechanism, register
-from probcausal.mechanisms.inverse_cdf import InverseCDF
+from probcausal.mechanisms.inverse_cdf import InverseCDF, _binomial
 from probcausal.mechanisms.location_scale import MultivariateGaussian, Quantile
 
-__all__ = ["BisectionQuantile", "ClosedQuantile", "DirichletGammas", "ShiftedUniformInteger"]
+__all__ = [
+    "BisectionQuantile",
+    "ClosedQuantile",
+    "DirichletGammas",
+    "SequentialBinomials",
+    "ShiftedUniformInteger",
+]
 
 _BISECTIONS = 64
 
@@ -199,6 +205,83 @@ def _kumaraswamy_cdf(fn, x):
     return -jnp.expm1(b * jnp.log1p(-(x**a)))
 
 
+def _beta_binomial_cdf(fn, k):
+    """P(X <= k) by summing the pmf up to the largest ``total_count`` (no closed
+    form: a generalized hypergeometric function)."""
+    n = jnp.asarray(fn.total_count, jnp.float32)
+    k = jnp.asarray(k, jnp.float32)
+    shape = jnp.broadcast_shapes(jnp.shape(k), tuple(fn.batch_shape))
+
+    def body(j, acc):
+        j = jnp.asarray(j, jnp.float32)
+        p = jnp.exp(fn.log_prob(jnp.minimum(j, n)))
+        return acc + jnp.where((j <= k) & (j <= n), p, 0.0)
+
+    total = jax.lax.fori_loop(0, jnp.max(n).astype(jnp.int32) + 1, body, jnp.zeros(shape))
+    return jnp.where(k >= n, 1.0, jnp.minimum(total, 1.0))
+
+
+def _beta_binomial_upper(fn):
+    return jnp.asarray(fn.total_count, jnp.float32) + jnp.zeros(fn.batch_shape)
+
+
+class SequentialBinomials(Mechanism):
+    """Multinomial as a chain of binomials: ``x_1 ~ Bin(n, p_1)``, ``x_j ~ Bin(n -
+    x_1 - ... - x_{j-1}, p_j / (1 - p_1 - ... - p_{j-1}))``, each by the inverse CDF
+    of its own uniform. The coupling is monotone class by class in the order of the
+    classes: a unit whose count of class 1 is at its q-th quantile stays there."""
+
+    exact = False
+    standard_noise = True
+
+    def sample_noise(self, key, shape, fn=None):
+        return jax.random.uniform(key, shape)
+
+    @staticmethod
+    def _steps(fn):
+        p = fn.probs
+        before = jnp.cumsum(p, axis=-1) - p  # mass of the earlier classes
+        q = jnp.clip(p / jnp.maximum(1.0 - before, 1e-30), 0.0, 1.0)
+        return jnp.asarray(fn.total_count, jnp.float32), q
+
+    def apply(self, fn, u):
+        n, q = self._steps(fn)
+        k = q.shape[-1]
+        shape = jnp.broadcast_shapes(jnp.shape(u), q.shape)
+        u, q = jnp.broadcast_to(u, shape), jnp.broadcast_to(q, shape)
+        left = jnp.broadcast_to(n, shape[:-1])
+        out = []
+        for j in range(k):
+            b = dist.BinomialProbs(q[..., j], total_count=left)
+            last = j == k - 1
+            xj = left if last else _binomial.apply(b, u[..., j]).astype(jnp.float32)
+            out.append(xj)
+            left = left - xj
+        return jnp.stack(out, -1).astype(jnp.int32)
+
+    def abduct(self, key, fn, x):
+        if key is None:
+            raise SeedRequiredError("<multinomial>", "abduct its uniform noise")
+        n, q = self._steps(fn)
+        x = jnp.asarray(x, jnp.float32)
+        shape = jnp.broadcast_shapes(x.shape, q.shape)
+        x, q = jnp.broadcast_to(x, shape), jnp.broadcast_to(q, shape)
+        left = jnp.broadcast_to(n, shape[:-1])[..., None] - (jnp.cumsum(x, -1) - x)
+        keys = jax.random.split(key, shape[-1])
+        us = [
+            _binomial.abduct(
+                keys[j], dist.BinomialProbs(q[..., j], total_count=left[..., j]), x[..., j]
+            )
+            for j in range(shape[-1] - 1)
+        ]
+        # the last count is what is left: its noise says nothing, keeps its prior
+        us.append(jax.random.uniform(keys[-1], shape[:-1]))
+        return jnp.stack(us, -1)
+
+
+register(dist.BetaBinomial, InverseCDF(_beta_binomial_cdf, _beta_binomial_upper))
+register(dist.MultinomialProbs, SequentialBinomials())
+register(dist.MultinomialLogits, SequentialBinomials())
 register(dist.Gamma, BisectionQuantile(_gamma_bracket))  # Chi2, InverseGamma (via Gamma)
 register(
     dist.Beta,

@@ -48,11 +48,11 @@ def posterior_gumbels(
     k = logits.shape[-1]
     shape = jnp.broadcast_shapes(logits.shape, x.shape + (k,))
     logits = jnp.broadcast_to(logits, shape)
-    k_top, k_rest = jax.random.split(key)
-    top = jax.nn.logsumexp(logits, axis=-1, keepdims=True) + jax.random.gumbel(
-        k_top, shape[:-1] + (1,)
-    )
-    prior = jax.random.gumbel(k_rest, shape)
+    # one draw: the class noises and, last, the maximum's (a generator call each
+    # would double the program)
+    draw = jax.random.gumbel(key, shape[:-1] + (k + 1,))
+    prior = draw[..., :k]
+    top = jax.nn.logsumexp(logits, axis=-1, keepdims=True) + draw[..., k:]
     g = logits + prior
     truncated = -jnp.logaddexp(-top, -g)
     chosen = jax.nn.one_hot(jnp.broadcast_to(x, shape[:-1]), k, dtype=bool)

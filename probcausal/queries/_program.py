@@ -33,6 +33,7 @@ from probcausal.errors import (
     UnknownSiteError,
 )
 from probcausal.handlers import do
+from probcausal.handlers._scan import reach_into_scan, replayed, step_action
 from probcausal.handlers.do import WorldValue, broadcast_action
 from probcausal.infer.abduction import SiteInfo, model_info
 
@@ -421,7 +422,8 @@ class _CountKeys(Messenger):
         super().__init__(fn)
 
     def process_message(self, msg):
-        if msg["type"] == "prng_key":
+        # a scan seeds its body with a key of its own, which it may or may not use
+        if msg["type"] in ("prng_key", "control_flow"):
             self.counter.append(1)
 
 
@@ -445,17 +447,33 @@ class _Factual(Messenger):
     in the site's support with a finite log density there.
     """
 
-    def __init__(self, fn, noise, checks: dict):
+    def __init__(self, fn, noise, checks: dict, step=None):
         self.noise = noise or {}
         self.checks = checks
+        self.at = step  # (i, length) at step i of a scan body
+        self.record: dict = {"noise": {}, "checks": checks}
+        self._scanned: dict = {}
         super().__init__(fn)
 
+    def step(self, i, length):
+        return _Factual(None, self.noise, {}, (i, length))
+
+    def scanned(self, record):
+        self._scanned.update(record["noise"])
+        self.checks.update(record["checks"])
+
     def process_message(self, msg):
+        reach_into_scan(self, msg)
         if not _is_value_site(msg):
             return
         name, fn, x = msg["name"], msg["fn"], msg["value"]
+        if replayed(msg):  # its noise came out of the loop
+            msg["infer"] = {**msg["infer"], "noise": self._scanned[name]}
+            return
         if name in self.noise:
             u = jnp.asarray(self.noise[name])
+            if self.at is not None:
+                u = u[self.at[0]]
         elif x is not None:
             key = None if mechanisms.is_exact(fn, name) else _key(name)
             u = mechanisms.abduct(key, fn, x, name)
@@ -470,7 +488,10 @@ class _Factual(Messenger):
         ):
             self.checks[name] = mechanisms.possible(fn, x, name)
         msg["value"] = x
-        msg["infer"] = {**msg["infer"], "noise": u}
+        if self.at is None:
+            msg["infer"] = {**msg["infer"], "noise": u}
+        else:  # a scan body's site infos are static: the noise leaves through the loop
+            self.record["noise"][name] = u
 
 
 def _full_support(fn, name) -> bool:
@@ -488,34 +509,47 @@ class _Counterfactual(Messenger):
     under this world's actions. A site neither acted on nor downstream of an action
     keeps its factual value exactly; deterministic sites are the model's own code."""
 
-    def __init__(self, fn, worlds: list, actions: Mapping, downstream: frozenset):
+    def __init__(self, fn, worlds: list, actions: Mapping, downstream: frozenset, step=None):
         self.worlds = worlds  # traces of the earlier worlds, 0 factual
         self.actions = actions
         self.downstream = downstream
+        self.at = step  # (i, length) at step i of a scan body
+        self.record: dict = {}
         super().__init__(fn)
 
+    def step(self, i, length):
+        return _Counterfactual(None, self.worlds, self.actions, self.downstream, (i, length))
+
+    def scanned(self, record):
+        pass
+
     def process_message(self, msg):
-        if not _is_value_site(msg):
+        reach_into_scan(self, msg)
+        if not _is_value_site(msg) or replayed(msg):
             return
         name, fn = msg["name"], msg["fn"]
-        factual = self.worlds[0][name]
+        at = (lambda v: v) if self.at is None else (lambda v: jnp.asarray(v)[self.at[0]])
+        factual = {k: at(self.worlds[0][name][k]) for k in ("value",)}
 
         def natural():
-            if name not in self.downstream:
+            # a scanned site acted on at some steps depends on itself at the others
+            if name not in self.downstream and not (self.at and name in self.actions):
                 return factual["value"]
-            return mechanisms.apply(fn, factual["infer"]["noise"], name)
+            return mechanisms.apply(fn, at(self.worlds[0][name]["infer"]["noise"]), name)
 
         if name in self.actions:
             a = self.actions[name]
             site_shape = tuple(jnp.shape(factual["value"]))
             if isinstance(a, WorldValue):
-                value = self.worlds[a.world][name]["value"]
+                value = at(self.worlds[a.world][name]["value"])
             elif isinstance(a, dist.Distribution):
                 batch = jnp.broadcast_shapes(a.batch_shape, tuple(fn.batch_shape))
                 value = a.expand(batch).sample(_key(name))
             elif callable(a):
                 value = a(natural())
             else:
+                if self.at is not None:
+                    a = step_action(a, self.at[0], self.at[1], site_shape, natural)
                 value = broadcast_action(msg, a, site_shape, _ACTION_HINT)
         else:
             value = natural()

@@ -35,6 +35,7 @@ DISCRETE = [
     (dist.Geometric(probs=0.3), stats.geom(0.3, loc=-1)),
     (dist.ZeroInflatedPoisson(0.3, 2.0), None),
     (dist.DiscreteUniform(-2, 3), stats.randint(-2, 4)),
+    (dist.BetaBinomial(2.0, 3.0, total_count=8), stats.betabinom(8, 2.0, 3.0)),
 ]
 
 
@@ -159,3 +160,40 @@ def test_unsupported_family_is_named():
 
     with pytest.raises(pc.errors.MissingMechanismError, match="site 'angle'.*VonMises"):
         pc.counterfactual(model, {"angle": 0.3}, {}, rng_key=KEY)
+
+
+def test_multinomial_sequential_binomials():
+    p = np.array([0.2, 0.5, 0.3])
+    fn = dist.Multinomial(6, probs=jnp.asarray(p))
+    x = fn.sample(KEY, (N,))
+    u = mechanisms.abduct(jax.random.PRNGKey(2), fn, x)
+    np.testing.assert_array_equal(mechanisms.apply(fn, u), x)
+    # the first class's noise lies in its binomial CDF interval (SciPy)
+    x0 = np.asarray(x[:, 0], np.float64)
+    lo, hi = stats.binom(6, 0.2).cdf(x0 - 1), stats.binom(6, 0.2).cdf(x0)
+    assert np.all(u[:, 0] >= lo - 1e-5) and np.all(u[:, 0] <= hi + 1e-5)
+    # pushforward: every class count is binomial(6, p_j) and the counts sum to 6
+    draws = np.asarray(
+        mechanisms.apply(fn, mechanisms.sample_noise(jax.random.PRNGKey(1), fn, (N, 3)))
+    )
+    assert np.all(draws.sum(-1) == 6)
+    for j in range(3):
+        freq = np.bincount(draws[:, j], minlength=7) / N
+        pmf = stats.binom(6, p[j]).pmf(np.arange(7))
+        assert np.all(np.abs(freq - pmf) <= 4 * np.sqrt(pmf * (1 - pmf) / N) + 1e-3)
+
+
+def test_multinomial_counterfactual_keeps_the_counts_quantiles():
+    def model():
+        t = numpyro.sample("t", dist.Bernoulli(0.5))
+        probs = jnp.where(t == 1, jnp.array([0.6, 0.3, 0.1]), jnp.array([0.1, 0.3, 0.6]))
+        numpyro.sample("c", dist.Multinomial(10, probs=probs))
+
+    cf = pc.counterfactual(
+        model, {"t": 0, "c": jnp.array([0, 3, 7])}, {"t": 1}, rng_key=KEY, num_samples=2000
+    )
+    c = np.asarray(cf["c"])
+    assert np.all(c.sum(-1) == 10)
+    # the first count was at the bottom of Bin(10, 0.1) (u <= 0.9^10 = 0.35): had t
+    # been 1 it lies at the same quantile of Bin(10, 0.6), so at most its 0.35 quantile
+    assert np.all(c[:, 0] <= stats.binom(10, 0.6).ppf(0.9**10))
