@@ -11,7 +11,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
-FAST_EXAMPLES = {"quickstart.py", "worlds.py", "probabilities_of_causation.py"}
+FAST_EXAMPLES = {"quickstart.py", "worlds.py", "probabilities_of_causation.py", "time_series.py"}
 SLOW_PAGES = {"neural.md", "modular_dcm.md"}  # train networks
 
 

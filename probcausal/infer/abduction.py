@@ -15,7 +15,10 @@ method             used when (``method="auto"``)
                    ancestors (checked); the exact conjugate posterior, no MCMC
 ``"nuts"``         all latent ancestors continuous (otherwise)
 ``"svi"``          on request, for many units (optax, an autoguide)
-``"gibbs"``        discrete and continuous latent ancestors (DiscreteHMCGibbs)
+``"nuts"``         with discrete latents too: summed out of NUTS (NumPyro's
+                   enumeration), then drawn exactly given each continuous draw
+``"gibbs"``        discrete latents of infinite support or in plates, with
+                   continuous ones (DiscreteHMCGibbs)
 ``"rejection"``    on request: prior draws whose evidence sites match exactly
                    (deterministic sites such as neural Gumbel-max ones)
 =================  ==========================================================
@@ -192,13 +195,25 @@ def choose_method(info, latents: list[str], method: str, evidence=()) -> str:
             return "enumeration"
         if _gaussian_candidate(info, latents, evidence):
             return "gaussian"  # falls back to "nuts" if the density is not quadratic
-        return "nuts" if not discrete else "gibbs"
+        if not discrete or _marginal_candidate(info, discrete):
+            return "nuts"  # discrete latents summed out of NUTS, then drawn exactly
+        return "gibbs"
     if method == "exact" and latents:
         raise AbductionError(
             f"method='exact' needs every ancestor of the evidence observed, but {latents} "
             "are latent. Observe them, or use method='auto'."
         )
-    if method in ("nuts", "smc", "svi", "gaussian") and discrete:
+    if method == "nuts" and discrete and not _marginal_candidate(info, discrete):
+        raise AbductionError(
+            f"method='nuts' sums discrete latent sites out of the density only when they "
+            f"are scalars of finite support; {discrete} are not. Use method='gibbs'."
+        )
+    if method == "smc" and discrete and not _marginal_candidate(info, discrete):
+        raise AbductionError(
+            f"method='smc' sums discrete latent sites out of the density only when they "
+            f"are scalars of finite support; {discrete} are not. Use method='gibbs'."
+        )
+    if method in ("svi", "gaussian") and discrete:
         raise AbductionError(
             f"method={method!r} cannot infer the discrete latent site(s) {discrete} "
             "(a gradient-based posterior over discrete values is wrong). Use "
@@ -211,6 +226,95 @@ def choose_method(info, latents: list[str], method: str, evidence=()) -> str:
             "Use method='gibbs' or 'auto'."
         )
     return method
+
+
+def _marginal_candidate(info, discrete) -> bool:
+    """Discrete latents NUTS can sum out (NumPyro's enumeration) and elimination can
+    draw back: scalar, of finite support."""
+    return all(info[n].support is not None and info[n].batch_shape == () for n in discrete)
+
+
+def _marginal_nuts(model, info, evidence, latents, key, num_samples, mcmc_args, args, kwargs):
+    """NUTS over the continuous latents with the discrete ones summed out of the
+    density (NumPyro's parallel enumeration), then the discrete latents drawn
+    exactly given each continuous draw (variable elimination). Unlike Gibbs, the
+    chains never stick at one discrete configuration. A model whose code does not
+    broadcast over enumerated values falls back to DiscreteHMCGibbs."""
+    from numpyro.contrib.funsor import config_enumerate
+
+    discrete = [n for n in latents if info[n].discrete]
+    continuous = [n for n in latents if n not in discrete]
+    k_mcmc, k_discrete = jax.random.split(key)
+    inner = _inference_model(model, info, evidence, latents, args, kwargs)
+    try:
+        with isolated():
+            post = _mcmc(
+                config_enumerate(inner),
+                "nuts",
+                continuous,
+                k_mcmc,
+                num_samples,
+                *mcmc_args,
+                args,
+                kwargs,
+            )
+        draws = _eliminate(
+            model, info, evidence, discrete, k_discrete, num_samples, args, kwargs, given=dict(post)
+        )
+    except (ValueError, TypeError, IndexError, _Unplated):
+        draws = None
+    if draws is None:
+        with isolated():
+            post = _mcmc(inner, "gibbs", latents, key, num_samples, *mcmc_args, args, kwargs)
+        post.method = "gibbs"
+        return post
+    return Posterior({**post, **draws}, chains=post.chains, diagnostics=post.diagnostics)
+
+
+def _marginal_smc(model, info, evidence, latents, key, num_samples, num_particles, args, kwargs):
+    """Tempered SMC over the continuous latents with the discrete ones summed out by
+    variable elimination: the prior ``p(z)`` and likelihood ``p(e | z)`` are both
+    sums over the discrete latents (a mixture has several modes that chains cannot
+    weigh), then the discrete latents drawn exactly given each continuous draw."""
+    from probcausal.infer.elimination import eliminate, elimination_order
+    from probcausal.infer.smc import tempered_smc
+
+    discrete = [n for n in latents if info[n].discrete]
+    continuous = [n for n in latents if n not in discrete]
+    depth = max((len(s.batch_shape) for s in info.values()), default=0)
+    frozen = _frozen(model, info, evidence, latents, args, kwargs)
+    seen = {n for n, s in info.items() if s.observed} | set(evidence)
+
+    def densities(z):
+        enumerated = _Enumerate(
+            _Freeze(condition(model, {**evidence, **z}), frozen), discrete, depth
+        )
+        tr = trace(seed(enumerated, 0)).get_trace(*args, **kwargs)
+        out = []
+        for skip in (seen, ()):  # log p(z), then log p(z, e)
+            factors, cards, _ = _factors(tr, discrete, frozen, depth, skip)
+            log_z, _ = eliminate(
+                factors, cards, elimination_order([f.scope for f in factors], cards)
+            )
+            out.append(log_z)
+        return out[0], out[1] - out[0]
+
+    k_smc, k_discrete = jax.random.split(key)
+    inner = _inference_model(model, info, evidence, latents, args, kwargs)
+    with isolated():
+        post = tempered_smc(
+            inner, continuous, k_smc, num_samples, args, kwargs, num_particles, densities=densities
+        )
+    draws = _eliminate(
+        model, info, evidence, discrete, k_discrete, num_samples, args, kwargs, given=dict(post)
+    )
+    if draws is None:
+        raise AbductionError(
+            f"method='smc' sums the discrete latent sites {discrete} out by elimination, "
+            "which needs scalar sites whose code broadcasts over enumerated values. "
+            "Use method='gibbs'."
+        )
+    return Posterior({**post, **draws})
 
 
 class _Freeze(Messenger):
@@ -303,7 +407,7 @@ def _log_prob(site, enumerated: bool) -> jax.Array:
     return fn.log_prob(value)
 
 
-def _factors(tr, latents, frozen, depth):
+def _factors(tr, latents, frozen, depth, skip=()):
     """The log-probability tables of an enumerated trace, with their scopes."""
     from probcausal.infer.elimination import Factor
 
@@ -316,7 +420,7 @@ def _factors(tr, latents, frozen, depth):
         cards[n], states[n] = int(value.shape[0]), value.reshape(-1)
     factors = []
     for name, site in tr.items():
-        if site["type"] != "sample" or name in frozen:
+        if site["type"] != "sample" or name in frozen or name in skip:
             continue
         lp = _log_prob(site, dim_var.get(-jnp.ndim(site["value"])) == name)
         if site.get("scale") is not None:
@@ -335,16 +439,23 @@ def _factors(tr, latents, frozen, depth):
     return factors, cards, states
 
 
-def _eliminate(model, info, evidence, latents, key, num_samples, args, kwargs):
+def _eliminate(model, info, evidence, latents, key, num_samples, args, kwargs, given=None):
     """Exact posterior draws of scalar discrete latents by variable elimination in a
     min-fill order (:mod:`probcausal.infer.elimination`), one compiled program; or
-    ``None`` when the enumerated model is not a set of scalar latents."""
+    ``None`` when the enumerated model is not a set of scalar latents.
+
+    ``given``: draws of other (continuous) latents, ``(num_samples, *shape)`` per
+    site: then one draw of ``latents`` per draw of them, given it.
+    """
     from probcausal.infer.elimination import eliminate, elimination_order, sample_eliminated
     from probcausal.queries._program import compiled, signature, split_static
 
+    given = dict(given or {})
     depth = max((len(s.batch_shape) for s in info.values()), default=0)
     others = tuple(
-        n for n, s in info.items() if not s.observed and n not in evidence and n not in latents
+        n
+        for n, s in info.items()
+        if not s.observed and n not in evidence and n not in latents and n not in given
     )
     arg_dyn, arg_key, arg_rebuild = split_static((tuple(args), dict(kwargs)), False)
 
@@ -361,10 +472,18 @@ def _eliminate(model, info, evidence, latents, key, num_samples, args, kwargs):
             factors, cards, states = _factors(tr, latents, frozen, depth)
             order = elimination_order([f.scope for f in factors], cards)
             log_z, kept = eliminate(factors, cards, order)
-            draws = sample_eliminated(k_draw, kept, order, num_samples)
+            draws = sample_eliminated(k_draw, kept, order, 1 if given else num_samples)
             return log_z, {n: jnp.take(states[n], draws[n]).astype(jnp.int32) for n in latents}
 
-        return run
+        if not given:
+            return run
+
+        def per_draw(key, ev, draws, arg_leaves):
+            keys = jax.random.split(key, num_samples)
+            log_z, out = jax.vmap(lambda k, d: run(k, {**ev, **d}, arg_leaves))(keys, draws)
+            return jnp.min(log_z), {n: v[:, 0] for n, v in out.items()}
+
+        return per_draw
 
     program = compiled(
         (
@@ -373,13 +492,14 @@ def _eliminate(model, info, evidence, latents, key, num_samples, args, kwargs):
             tuple(latents),
             num_samples,
             arg_key,
-            signature((dict(evidence), arg_dyn)),
+            signature((dict(evidence), given, arg_dyn)),
         ),
         build,
     )
     try:
         with isolated():
-            log_z, samples = program(key, dict(evidence), arg_dyn)
+            inputs = (key, dict(evidence)) + ((given,) if given else ()) + (arg_dyn,)
+            log_z, samples = program(*inputs)
     except _Unplated:
         return None
     except MemoryError as e:
@@ -803,6 +923,7 @@ class Posterior(dict):
 
     chains: int = 1
     diagnostics: dict
+    method: str | None = None  # the engine that ran, where it differs from the one asked
 
     def __init__(self, samples=(), chains: int = 1, diagnostics=None):
         super().__init__(samples)
@@ -967,11 +1088,35 @@ def posterior_latents(
             )
     inner = _inference_model(model, info, evidence, latents, model_args, kwargs)
     with isolated():
+        if method == "smc" and any(info[n].discrete for n in latents):
+            return _marginal_smc(
+                model,
+                info,
+                evidence,
+                latents,
+                rng_key,
+                num_samples,
+                num_particles,
+                model_args,
+                kwargs,
+            )
         if method == "smc":
             from probcausal.infer.smc import tempered_smc
 
             return tempered_smc(
                 inner, latents, rng_key, num_samples, model_args, kwargs, num_particles
+            )
+        if method == "nuts" and any(info[n].discrete for n in latents):
+            return _marginal_nuts(
+                model,
+                info,
+                evidence,
+                latents,
+                rng_key,
+                num_samples,
+                (num_warmup, num_chains, progress_bar),
+                model_args,
+                kwargs,
             )
         if method in ("nuts", "gibbs"):
             return _mcmc(

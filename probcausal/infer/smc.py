@@ -46,9 +46,14 @@ def tempered_smc(
     num_particles: int | None = None,
     num_mcmc_steps: int = 20,
     max_stages: int = 200,
+    densities=None,
 ):
     """Posterior draws ``site -> (num_samples, *shape)`` of ``latents`` under
-    ``inner`` (the conditioned model whose only free sites are the latents)."""
+    ``inner`` (the conditioned model whose only free sites are the latents).
+
+    ``densities``: ``values -> (log prior, log likelihood)`` of the latents' values,
+    where the model's own sums are not them (discrete latents summed out); the
+    particles start from prior draws of ``inner`` either way."""
     kwargs = kwargs or {}
     n = max(int(num_particles or 0), num_samples, 2000)
     proto = trace(seed(inner, 0)).get_trace(*args, **kwargs)
@@ -56,9 +61,15 @@ def tempered_smc(
     flat0, unravel = ravel_pytree({s: transforms[s].inv(proto[s]["value"]) for s in latents})
     dim = flat0.shape[0]
 
+    given = densities
+
     def densities(flat):
         z_unc = unravel(flat)
         z = {s: transforms[s](z_unc[s]) for s in latents}
+        if given is not None:
+            prior, lik = given(z)
+            jac = sum(jnp.sum(transforms[s].log_abs_det_jacobian(z_unc[s], z[s])) for s in latents)
+            return prior + jac, lik
         tr = trace(seed(substitute(inner, z), 0)).get_trace(*args, **kwargs)
         prior = sum(
             jnp.sum(tr[s]["fn"].log_prob(z[s]))

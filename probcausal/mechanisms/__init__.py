@@ -49,6 +49,8 @@ from probcausal.mechanisms.families import (
     BisectionQuantile,
     ClosedQuantile,
     DirichletGammas,
+    MixtureGumbelMax,
+    SequentialBinomials,
     ShiftedUniformInteger,
 )
 from probcausal.mechanisms.gumbel_max import GumbelMax, posterior_gumbels
@@ -66,6 +68,8 @@ __all__ = [
     "BisectionQuantile",
     "ClosedQuantile",
     "DirichletGammas",
+    "MixtureGumbelMax",
+    "SequentialBinomials",
     "ShiftedUniformInteger",
     "GumbelMax",
     "InverseCDF",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro.distributions as dist
 from jax.scipy.special import betainc, gammainc, gammaincc
 from numpyro.distributions.discrete import GeometricLogits, GeometricProbs
@@ -25,7 +26,15 @@ from numpyro.distributions.truncated import (
 )
 
 from probcausal.errors import SeedRequiredError
-from probcausal.mechanisms.base import Mechanism, register
+from probcausal.mechanisms.base import (
+    Mechanism,
+    abduct,
+    apply,
+    noise_shape,
+    register,
+    sample_noise,
+)
+from probcausal.mechanisms.gumbel_max import posterior_gumbels
 from probcausal.mechanisms.inverse_cdf import InverseCDF, _binomial
 from probcausal.mechanisms.location_scale import MultivariateGaussian, Quantile
 
@@ -33,6 +42,7 @@ __all__ = [
     "BisectionQuantile",
     "ClosedQuantile",
     "DirichletGammas",
+    "MixtureGumbelMax",
     "SequentialBinomials",
     "ShiftedUniformInteger",
 ]
@@ -279,6 +289,77 @@ class SequentialBinomials(Mechanism):
         return jnp.stack(us, -1)
 
 
+class MixtureGumbelMax(Mechanism):
+    """MixtureSameFamily: a Gumbel-max draw of the component, ``c = argmax(log w +
+    g)``, and one noise per component, ``x = f_c(theta_c, z_c)``; the noise is ``g``
+    (K Gumbels) followed by the K component noises, flattened.
+
+    Abduction draws the component from its posterior ``p(c | x) ∝ w_c p_c(x)``, the
+    Gumbels given that component (truncated Gumbels), that component's noise by its
+    own abduction and the other components' noise from their prior (they did not
+    produce ``x``). Counterfactually a unit keeps its component unless the mixing
+    weights change enough to overturn its Gumbel-max, and keeps its quantile in the
+    component it is in.
+    """
+
+    exact = False
+    standard_noise = False
+
+    @staticmethod
+    def _parts(fn):
+        comp = fn.component_distribution
+        k = fn.mixture_size
+        ev = noise_shape(comp)[len(comp.batch_shape) :]
+        return comp, k, ev, int(np.prod(ev, dtype=np.int64))
+
+    def noise_event_shape(self, fn):
+        _, k, _, m = self._parts(fn)
+        return (k + k * m,)
+
+    def sample_noise(self, key, shape, fn=None):
+        comp, k, ev, _ = self._parts(fn)
+        lead = tuple(shape[:-1])
+        k_g, k_z = jax.random.split(key)
+        g = jax.random.gumbel(k_g, lead + (k,))
+        z = sample_noise(k_z, comp, lead + (k,) + ev)
+        return jnp.concatenate([g, jnp.reshape(z, lead + (-1,))], -1)
+
+    def _split(self, fn, u):
+        comp, k, ev, _ = self._parts(fn)
+        lead = jnp.shape(u)[:-1]
+        return u[..., :k], jnp.reshape(u[..., k:], lead + (k,) + ev)
+
+    def apply(self, fn, u):
+        g, z = self._split(fn, u)
+        comp = fn.component_distribution
+        c = jnp.argmax(fn.mixing_distribution.logits + g, axis=-1)
+        xs = apply(comp, z)  # (..., K, *event)
+        e = len(fn.event_shape)
+        idx = jnp.reshape(c, c.shape + (1,) * (e + 1))
+        return jnp.squeeze(jnp.take_along_axis(xs, idx, axis=-1 - e), -1 - e)
+
+    def abduct(self, key, fn, x):
+        if key is None:
+            raise SeedRequiredError("<mixture>", "abduct its component and noise")
+        comp, k, ev, _ = self._parts(fn)
+        e = len(fn.event_shape)
+        x = jnp.asarray(x)
+        x_k = jnp.expand_dims(x, -1 - e)  # against every component
+        logits = fn.mixing_distribution.logits
+        k_c, k_g, k_z, k_p = jax.random.split(key, 4)
+        post = logits + comp.log_prob(x_k)
+        c = jax.random.categorical(k_c, post)
+        g = posterior_gumbels(k_g, logits, c)
+        z_all = abduct(k_z, comp, x_k)
+        lead = jnp.shape(z_all)[: jnp.ndim(z_all) - len(ev) - 1]
+        prior = sample_noise(k_p, comp, tuple(lead) + (k,) + ev)
+        chosen = jax.nn.one_hot(c, k, dtype=bool).reshape(tuple(c.shape) + (k,) + (1,) * len(ev))
+        z = jnp.where(chosen, z_all, prior)
+        g = jnp.broadcast_to(g, tuple(lead) + (k,))
+        return jnp.concatenate([g, jnp.reshape(z, tuple(lead) + (-1,))], -1)
+
+
+register(dist.MixtureSameFamily, MixtureGumbelMax())
 register(dist.BetaBinomial, InverseCDF(_beta_binomial_cdf, _beta_binomial_upper))
 register(dist.MultinomialProbs, SequentialBinomials())
 register(dist.MultinomialLogits, SequentialBinomials())

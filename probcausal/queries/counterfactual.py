@@ -319,12 +319,13 @@ def run_counterfactual(
             raise
         method = "nuts"  # the static screen passed, the quadratic check did not
         latent_values = infer(method)
+    method = getattr(latent_values, "method", None) or method
     chains = getattr(latent_values, "chains", 1)
     diagnostics = getattr(latent_values, "diagnostics", {})
     if (
         diagnostics
         and requested == "auto"
-        and method == "nuts"  # SMC moves continuous latents only
+        and method == "nuts"  # SMC moves continuous latents, summing discrete ones out
         and num_samples >= 50 * chains  # with fewer draws R-hat says little
         and max_r_hat(diagnostics) > R_HAT_SWITCH
     ):

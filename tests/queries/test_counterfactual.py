@@ -4,6 +4,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
+from scipy import stats
 
 import probcausal as pc
 from probcausal.errors import (
@@ -148,20 +149,56 @@ def test_enumeration_over_unit_plate_is_per_unit():
     assert abs(u[2] - 0.5) < 4 * np.sqrt(0.25 / 4000)
 
 
+def _mixed():
+    z = numpyro.sample("z", dist.Normal(0, 1))
+    u = numpyro.sample("u", dist.Bernoulli(0.5))
+    return numpyro.sample("y", dist.Normal(z + 3.0 * u, 0.3))
+
+
+def _p_u1(y):
+    """P(u = 1 | y) for _mixed: y | u ~ N(3 u, 1 + 0.09)."""
+    s = np.sqrt(1.09)
+    a, b = stats.norm(3, s).pdf(y), stats.norm(0, s).pdf(y)
+    return a / (a + b)
+
+
 @pytest.mark.slow
-def test_mixed_latents_by_gibbs():
-    def model():
+def test_mixed_latents_with_two_modes():
+    """y = 1.6 lies between the modes u = 0 and u = 1: NUTS over z with u summed out
+    sees two modes its chains cannot weigh, so auto falls back to tempered SMC with
+    u summed out by elimination, then u drawn exactly given z."""
+    n = 4000
+    cf = pc.counterfactual(_mixed, {"y": 1.6}, {"u": 0}, rng_key=KEY, num_samples=n)
+    assert cf.method == "smc"
+    u = np.asarray(cf.latents["u"])
+    p = _p_u1(1.6)
+    assert abs(u.mean() - p) < 4 * np.sqrt(p * (1 - p) / n)
+    # z | u, y ~ N((y - 3u) / 1.09, ...): the counterfactual y' = y - 3 u exactly
+    np.testing.assert_allclose(np.asarray(cf["y"]), 1.6 - 3.0 * u, atol=1e-4)
+    z_mean = (p * (1.6 - 3) + (1 - p) * 1.6) / 1.09
+    assert abs(float(np.mean(cf.latents["z"])) - z_mean) < 4 * 1.6 / np.sqrt(n)
+
+
+@pytest.mark.slow
+def test_mixed_latents_by_marginal_nuts_and_by_gibbs():
+    def overlapping():  # u moves y by half a standard deviation: one mode
         z = numpyro.sample("z", dist.Normal(0, 1))
         u = numpyro.sample("u", dist.Bernoulli(0.5))
-        return numpyro.sample("y", dist.Normal(z + 3.0 * u, 0.3))
+        numpyro.sample("y", dist.Normal(z + 0.5 * u, 1.0))
 
+    n = 2000
     cf = pc.counterfactual(
-        model, {"y": 3.2}, {"u": 0}, rng_key=KEY, num_samples=2000, num_warmup=500
+        overlapping, {"y": 1.0}, {"u": 0}, rng_key=KEY, num_samples=n, method="nuts"
     )
-    assert cf.method == "gibbs"
-    # posterior mass of u=1 is ~0.94; y' = y - 3 u
-    y = np.asarray(cf["y"])
-    assert abs(np.mean(y) - (3.2 - 3 * np.asarray(cf.latents["u"]).mean())) < 1e-4
+    assert cf.method == "nuts" and max(d["r_hat"] for d in cf.diagnostics.values()) < 1.05
+    s = np.sqrt(2.0)  # y | u ~ N(0.5 u, 2)
+    a, b = stats.norm(0.5, s).pdf(1.0), stats.norm(0, s).pdf(1.0)
+    p = a / (a + b)
+    # draws from 4 chains: a margin for their autocorrelation (ESS about n / 2)
+    assert abs(np.asarray(cf.latents["u"]).mean() - p) < 4 * np.sqrt(2 * p * (1 - p) / n)
+    g = pc.counterfactual(_mixed, {"y": 3.2}, {"u": 0}, rng_key=KEY, num_samples=n, method="gibbs")
+    assert g.method == "gibbs"
+    np.testing.assert_allclose(np.asarray(g["y"]), 3.2 - 3 * np.asarray(g.latents["u"]), atol=1e-4)
 
 
 def test_deterministic_and_model_observed_sites():
