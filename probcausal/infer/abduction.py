@@ -203,6 +203,12 @@ def choose_method(info, latents: list[str], method: str, evidence=()) -> str:
             f"method='exact' needs every ancestor of the evidence observed, but {latents} "
             "are latent. Observe them, or use method='auto'."
         )
+    if method in ("nuts", "smc") and discrete and len(discrete) == len(latents):
+        raise AbductionError(
+            f"method={method!r} cannot infer the discrete latent site(s) {discrete}: it "
+            "moves continuous latents (discrete ones it sums out beside them), and there "
+            "are none. Use method='enumeration' or 'auto'."
+        )
     if method == "nuts" and discrete and not _marginal_candidate(info, discrete):
         raise AbductionError(
             f"method='nuts' sums discrete latent sites out of the density only when they "
