@@ -158,9 +158,7 @@ def _state(v, depth, seen):
         # function twice)
         attrs = {k: x for k, x in attrs.items() if k[:2] != "__"}
     if attrs is not None and isinstance(v, Messenger):
-        # a handler around a model: its model and its public settings (``do``'s
-        # actions, ``condition``'s data); not its per-call bookkeeping
-        attrs = {k: x for k, x in attrs.items() if not k.startswith("_") and k != "trace"}
+        attrs = _settings(attrs)
     if attrs is not None and len(attrs) <= MAX_ITEMS:
         call = type(v).__call__ if callable(v) and not _is_library(type(v)) else None
         return (
@@ -194,13 +192,19 @@ def model_state(model) -> tuple:
     return (_root(model), _state(model, 0, frozenset()))
 
 
+def _settings(attrs: dict) -> dict:
+    """A handler's model and public settings (``do``'s actions, ``condition``'s
+    data), not its per-call bookkeeping."""
+    return {k: x for k, x in attrs.items() if not k.startswith("_") and k != "trace"}
+
+
 def _root(model):
     """The model by identity; a handler around it (``do``, ``condition``) by its type,
     its settings and the identity of what it wraps, so that handlers built alike
     around one model share their programs."""
     if not isinstance(model, Messenger):
         return _Ident(model)
-    attrs = {k: x for k, x in vars(model).items() if not k.startswith("_") and k != "trace"}
+    attrs = _settings(vars(model))
     return (
         _Ident(type(model)),
         tuple(

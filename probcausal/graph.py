@@ -61,18 +61,11 @@ class _mark_sites(Messenger):
     """Pass every sample site's value through :data:`_site_value` (inside scan
     bodies too)."""
 
-    def __init__(self, fn=None):
-        self.record: dict = {}
-        super().__init__(fn)
-
     def process_message(self, msg):
         reach_into_scan(self, msg)
 
     def step(self, i, length):
         return _mark_sites()
-
-    def scanned(self, record):
-        pass
 
     def postprocess_message(self, msg):
         if msg["type"] == "sample" and not msg["infer"].get("is_auxiliary"):

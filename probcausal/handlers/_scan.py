@@ -8,9 +8,10 @@ its own ``seed``, ``condition`` and ``substitute`` into the body. A causal handl
 calls :func:`reach_into_scan` on the ``control_flow`` message: the body then runs
 under a per-step copy of the handler (``handler.step(i, length)``), which sees
 each step's sites with their per-step shapes and collects what it must hand
-back in its ``record`` dict (returned from the loop, stacked); the handler gets
-the stacked records from ``handler.scanned(record)`` before the stacked sites are
-replayed to it (with ``msg["_control_flow_done"]`` set, which it leaves alone).
+back in a ``record`` dict, if it has one (returned from the loop, stacked); the
+handler gets the stacked records from ``handler.scanned(record)``, if it has that
+method, before the stacked sites are replayed to it (with
+``msg["_control_flow_done"]`` set, which it leaves alone).
 """
 
 from __future__ import annotations
@@ -64,12 +65,13 @@ def reach_into_scan(handler, msg) -> None:
             step = handler.step(i, length)
             with step:
                 carry, y = fn(carry, x)
-            return carry, (y, step.record)
+            return carry, (y, getattr(step, "record", {}))
 
         last, (pytree_trace, (ys, record)) = run(
             body, init, (jnp.arange(length), xs), length, reverse, **kwargs
         )
-        handler.scanned(record)
+        if hasattr(handler, "scanned"):
+            handler.scanned(record)
         return last, (pytree_trace, ys)
 
     msg["fn"] = wrapped

@@ -202,16 +202,12 @@ class do(Messenger):
     def step(self, i, length):
         return _DoStep(self.actions, i, length)
 
-    def scanned(self, record):
-        pass
-
 
 class _DoStep(Messenger):
     """``do`` at step ``i`` of a scan (see :func:`step_action`)."""
 
     def __init__(self, actions, i, length):
         self.actions, self.i, self.length = actions, i, length
-        self.record: dict = {}
         super().__init__(None)
 
     def process_message(self, msg) -> None:

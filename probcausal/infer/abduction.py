@@ -209,15 +209,10 @@ def choose_method(info, latents: list[str], method: str, evidence=()) -> str:
             "moves continuous latents (discrete ones it sums out beside them), and there "
             "are none. Use method='enumeration' or 'auto'."
         )
-    if method == "nuts" and discrete and not _marginal_candidate(info, discrete):
+    if method in ("nuts", "smc") and discrete and not _marginal_candidate(info, discrete):
         raise AbductionError(
-            f"method='nuts' sums discrete latent sites out of the density only when they "
-            f"are scalars of finite support; {discrete} are not. Use method='gibbs'."
-        )
-    if method == "smc" and discrete and not _marginal_candidate(info, discrete):
-        raise AbductionError(
-            f"method='smc' sums discrete latent sites out of the density only when they "
-            f"are scalars of finite support; {discrete} are not. Use method='gibbs'."
+            f"method={method!r} sums discrete latent sites out of the density only when "
+            f"they are scalars of finite support; {discrete} are not. Use method='gibbs'."
         )
     if method in ("svi", "gaussian") and discrete:
         raise AbductionError(
@@ -267,7 +262,7 @@ def _marginal_nuts(model, info, evidence, latents, key, num_samples, mcmc_args, 
         draws = _eliminate(
             model, info, evidence, discrete, k_discrete, num_samples, args, kwargs, given=dict(post)
         )
-    except (ValueError, TypeError, IndexError, _Unplated):
+    except (ValueError, TypeError, IndexError):
         draws = None
     if draws is None:
         with isolated():
@@ -292,10 +287,7 @@ def _marginal_smc(model, info, evidence, latents, key, num_samples, num_particle
     seen = {n for n, s in info.items() if s.observed} | set(evidence)
 
     def densities(z):
-        enumerated = _Enumerate(
-            _Freeze(condition(model, {**evidence, **z}), frozen), discrete, depth
-        )
-        tr = trace(seed(enumerated, 0)).get_trace(*args, **kwargs)
+        tr = _enumerated_trace(model, {**evidence, **z}, frozen, discrete, depth, args, kwargs)
         out = []
         for skip in (seen, ()):  # log p(z), then log p(z, e)
             factors, cards, _ = _factors(tr, discrete, frozen, depth, skip)
@@ -395,6 +387,13 @@ class _Enumerate(Messenger):
         self.next -= 1
 
 
+def _enumerated_trace(model, ev, frozen, latents, depth, args, kwargs):
+    """A trace of ``model`` given ``ev``, the sites in ``frozen`` fixed and the
+    scalar discrete ``latents`` enumerated (:class:`_Enumerate`)."""
+    enumerated = _Enumerate(_Freeze(condition(model, ev), frozen), latents, depth)
+    return trace(seed(enumerated, 0)).get_trace(*args, **kwargs)
+
+
 def _log_prob(site, enumerated: bool) -> jax.Array:
     """A site's log probability; for a Categorical, the log of its probabilities
     indexed directly (its general ``log_prob`` broadcasts the value against the
@@ -473,8 +472,7 @@ def _eliminate(model, info, evidence, latents, key, num_samples, args, kwargs, g
             if others:  # a prior draw of the latents that do not touch the evidence
                 prior = trace(seed(condition(model, ev), k_frozen)).get_trace(*a, **kw)
                 frozen = {n: prior[n]["value"] for n in others}
-            enumerated = _Enumerate(_Freeze(condition(model, ev), frozen), latents, depth)
-            tr = trace(seed(enumerated, 0)).get_trace(*a, **kw)
+            tr = _enumerated_trace(model, ev, frozen, latents, depth, a, kw)
             factors, cards, states = _factors(tr, latents, frozen, depth)
             order = elimination_order([f.scope for f in factors], cards)
             log_z, kept = eliminate(factors, cards, order)

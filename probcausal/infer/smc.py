@@ -61,13 +61,11 @@ def tempered_smc(
     flat0, unravel = ravel_pytree({s: transforms[s].inv(proto[s]["value"]) for s in latents})
     dim = flat0.shape[0]
 
-    given = densities
-
-    def densities(flat):
+    def log_densities(flat):
         z_unc = unravel(flat)
         z = {s: transforms[s](z_unc[s]) for s in latents}
-        if given is not None:
-            prior, lik = given(z)
+        if densities is not None:
+            prior, lik = densities(z)
             jac = sum(jnp.sum(transforms[s].log_abs_det_jacobian(z_unc[s], z[s])) for s in latents)
             return prior + jac, lik
         tr = trace(seed(substitute(inner, z), 0)).get_trace(*args, **kwargs)
@@ -90,7 +88,7 @@ def tempered_smc(
     def run(key):
         k0, key = jax.random.split(key)
         particles = jax.vmap(prior_draw)(jax.random.split(k0, n))
-        prior, lik = jax.vmap(densities)(particles)
+        prior, lik = jax.vmap(log_densities)(particles)
 
         def next_beta(beta, lik):
             lik = jnp.where(jnp.isfinite(lik), lik, -jnp.inf)
@@ -124,7 +122,7 @@ def tempered_smc(
                 x, prior, lik = carry
                 k_prop, k_acc = jax.random.split(k)
                 prop = x + scale * jax.random.normal(k_prop, x.shape)
-                p_prior, p_lik = jax.vmap(densities)(prop)
+                p_prior, p_lik = jax.vmap(log_densities)(prop)
                 log_a = (p_prior + new_beta * p_lik) - (prior + new_beta * lik)
                 log_a = jnp.where(jnp.isfinite(log_a), log_a, -jnp.inf)
                 accept = jnp.log(jax.random.uniform(k_acc, (n,))) < log_a

@@ -514,14 +514,10 @@ class _Counterfactual(Messenger):
         self.actions = actions
         self.downstream = downstream
         self.at = step  # (i, length) at step i of a scan body
-        self.record: dict = {}
         super().__init__(fn)
 
     def step(self, i, length):
         return _Counterfactual(None, self.worlds, self.actions, self.downstream, (i, length))
-
-    def scanned(self, record):
-        pass
 
     def process_message(self, msg):
         reach_into_scan(self, msg)
@@ -529,17 +525,17 @@ class _Counterfactual(Messenger):
             return
         name, fn = msg["name"], msg["fn"]
         at = (lambda v: v) if self.at is None else (lambda v: jnp.asarray(v)[self.at[0]])
-        factual = {k: at(self.worlds[0][name][k]) for k in ("value",)}
+        factual = at(self.worlds[0][name]["value"])
 
         def natural():
             # a scanned site acted on at some steps depends on itself at the others
             if name not in self.downstream and not (self.at and name in self.actions):
-                return factual["value"]
+                return factual
             return mechanisms.apply(fn, at(self.worlds[0][name]["infer"]["noise"]), name)
 
         if name in self.actions:
             a = self.actions[name]
-            site_shape = tuple(jnp.shape(factual["value"]))
+            site_shape = tuple(jnp.shape(factual))
             if isinstance(a, WorldValue):
                 value = at(self.worlds[a.world][name]["value"])
             elif isinstance(a, dist.Distribution):
