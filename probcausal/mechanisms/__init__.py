@@ -19,6 +19,7 @@ ZeroInflatedPoisson
 DiscreteUniform                        ``ShiftedUniformInteger``
 Gamma (Chi2, InverseGamma), Beta       ``BisectionQuantile``: inverse CDF by bisection
 Weibull, Kumaraswamy                   ``ClosedQuantile``
+VonMises                               ``VonMisesAngle``: ``x = wrap(loc + e)``
 TruncatedNormal, AsymmetricLaplace     ``Quantile`` (NumPyro's ``icdf``)
 LowRankMultivariateNormal              ``MultivariateGaussian``
 Dirichlet                              ``DirichletGammas``
@@ -52,6 +53,7 @@ from probcausal.mechanisms.families import (
     MixtureGumbelMax,
     SequentialBinomials,
     ShiftedUniformInteger,
+    VonMisesAngle,
 )
 from probcausal.mechanisms.gumbel_max import GumbelMax, posterior_gumbels
 from probcausal.mechanisms.inverse_cdf import InverseCDF, discrete_icdf
@@ -71,6 +73,7 @@ __all__ = [
     "MixtureGumbelMax",
     "SequentialBinomials",
     "ShiftedUniformInteger",
+    "VonMisesAngle",
     "GumbelMax",
     "InverseCDF",
     "LocationScale",

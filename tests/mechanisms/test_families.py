@@ -28,6 +28,8 @@ CONTINUOUS = [
     (dist.TruncatedNormal(0.0, 1.0, low=-1.0, high=2.0), stats.truncnorm(-1.0, 2.0)),
     (dist.TruncatedNormal(0.0, 2.0, high=1.0), stats.truncnorm(-np.inf, 0.5, scale=2.0)),
     (dist.AsymmetricLaplace(0.0, 1.0, 2.0), None),
+    (dist.VonMises(0.0, 2.0), stats.vonmises(2.0)),
+    (dist.VonMises(0.0, 900.0), stats.vonmises(900.0)),  # the large-kappa expansion
 ]
 DISCRETE = [
     (dist.NegativeBinomial2(3.0, 2.0), stats.nbinom(2.0, 2.0 / 5.0)),  # mean 3, conc 2
@@ -87,6 +89,27 @@ def test_discrete_family_round_trip_and_noise(fn, ref):
     pmf = np.exp(np.asarray(fn.log_prob(jnp.asarray(values))))
     freq = np.array([(draws == v).mean() for v in values])
     np.testing.assert_allclose(freq, pmf, atol=4 * np.sqrt(0.25 / N))
+
+
+@pytest.mark.parametrize("loc, kappa", [(2.9, 4.0), (-3.0, 0.5), (1.0, 1500.0)])
+def test_von_mises_is_a_rotation_of_a_centred_angle(loc, kappa):
+    """x = wrap(loc + e): the noise is the centred angle's CDF (SciPy), the round trip
+    holds across the wrap at ±pi, draws are VonMises(loc, kappa), and a changed loc
+    rotates every unit by the change."""
+    fn = dist.VonMises(loc, kappa)
+    x = fn.sample(KEY, (N,))
+    u = mechanisms.abduct(None, fn, x)
+    offset = np.angle(np.exp(1j * (np.asarray(x, np.float64) - loc)))
+    np.testing.assert_allclose(u, stats.vonmises.cdf(offset, kappa), atol=2e-4)
+    back = np.asarray(mechanisms.apply(fn, u), np.float64)
+    np.testing.assert_allclose(np.angle(np.exp(1j * (back - np.asarray(x)))), 0.0, atol=1e-3)
+    draws = mechanisms.apply(fn, mechanisms.sample_noise(jax.random.PRNGKey(1), fn, (N,)))
+    d_off = np.angle(np.exp(1j * (np.asarray(draws, np.float64) - loc)))
+    assert stats.kstest(d_off, stats.vonmises(kappa).cdf).pvalue > 1e-3
+    turned = np.asarray(mechanisms.apply(dist.VonMises(loc + 0.7, kappa), u), np.float64)
+    np.testing.assert_allclose(
+        np.angle(np.exp(1j * (turned - np.asarray(x) - 0.7))), 0.0, atol=1e-3
+    )
 
 
 def test_low_rank_mvn_round_trip():
@@ -156,10 +179,10 @@ def test_gamma_counterfactual_is_the_quantile_coupling():
 
 def test_unsupported_family_is_named():
     def model():
-        numpyro.sample("angle", dist.VonMises(0.0, 1.0))
+        numpyro.sample("corr", dist.LKJCholesky(2, 1.0))
 
-    with pytest.raises(pc.errors.MissingMechanismError, match="site 'angle'.*VonMises"):
-        pc.counterfactual(model, {"angle": 0.3}, {}, rng_key=KEY)
+    with pytest.raises(pc.errors.MissingMechanismError, match="site 'corr'.*LKJCholesky"):
+        pc.counterfactual(model, {"corr": jnp.eye(2)}, {}, rng_key=KEY)
 
 
 def test_multinomial_sequential_binomials():

@@ -115,8 +115,8 @@ def test_delta_has_no_noise():
 
 
 def test_missing_mechanism_names_site_and_fix():
-    with pytest.raises(MissingMechanismError, match=r"site 'z'.*VonMises.*mechanisms.register"):
-        mechanisms.noise_shape(dist.VonMises(2.0, 1.0), site="z")
+    with pytest.raises(MissingMechanismError, match=r"site 'z'.*ProjectedNormal.*mechanisms.register"):
+        mechanisms.noise_shape(dist.ProjectedNormal(jnp.ones(3)), site="z")
 
 
 def test_register_new_family():

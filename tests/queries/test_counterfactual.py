@@ -253,11 +253,24 @@ def test_intervention_with_mismatched_plate_size():
 
 def test_family_without_mechanism():
     def model():
-        x = numpyro.sample("x", dist.VonMises(2.0, 1.0))
-        return numpyro.sample("y", dist.Normal(x, 1.0))
+        x = numpyro.sample("x", dist.ProjectedNormal(jnp.ones(3)))
+        return numpyro.sample("y", dist.Normal(x.sum(), 1.0))
 
-    with pytest.raises(MissingMechanismError, match=r"site 'x' uses .*VonMises.*register"):
-        pc.counterfactual(model, {"x": 1.0, "y": 1.0}, {"x": 2.0}, rng_key=KEY)
+    evidence = {"x": jnp.array([1.0, 0.0, 0.0]), "y": 1.0}
+    with pytest.raises(MissingMechanismError, match=r"site 'x' uses .*ProjectedNormal.*register"):
+        pc.counterfactual(model, evidence, {"x": jnp.array([0.0, 1.0, 0.0])}, rng_key=KEY)
+
+
+def test_von_mises_counterfactual_rotates_with_its_parent():
+    """a ~ N(0, 1), x ~ VonMises(a, 3): evidence a = 0.5, x = 3.0 (offset 2.5);
+    do(a = 1.5) rotates x by 1.0, across the wrap: 4.0 - 2 pi."""
+
+    def model():
+        a = numpyro.sample("a", dist.Normal(0, 1))
+        numpyro.sample("x", dist.VonMises(a, 3.0))
+
+    cf = pc.counterfactual(model, {"a": 0.5, "x": 3.0}, {"a": 1.5}, rng_key=KEY, num_samples=8)
+    np.testing.assert_allclose(np.asarray(cf["x"]), 4.0 - 2 * np.pi, atol=1e-4)
 
 
 def test_nan_evidence():
