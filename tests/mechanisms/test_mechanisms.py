@@ -115,7 +115,9 @@ def test_delta_has_no_noise():
 
 
 def test_missing_mechanism_names_site_and_fix():
-    with pytest.raises(MissingMechanismError, match=r"site 'z'.*ProjectedNormal.*mechanisms.register"):
+    with pytest.raises(
+        MissingMechanismError, match=r"site 'z'.*ProjectedNormal.*mechanisms.register"
+    ):
         mechanisms.noise_shape(dist.ProjectedNormal(jnp.ones(3)), site="z")
 
 
