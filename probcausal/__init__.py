@@ -9,6 +9,7 @@ effects) answer questions with exact abduction wherever the evidence allows, and
 
 from probcausal import data, errors, handlers, identification, infer, mechanisms, nn, queries
 from probcausal.causal_model import CausalModel, causal_model
+from probcausal.compilation import use_persistent_cache
 from probcausal.graph import graph
 from probcausal.handlers import MultiWorld, TwinWorld, WorldValue, do, observe
 from probcausal.identification import (
@@ -36,6 +37,9 @@ from probcausal.queries import (
 )
 
 __version__ = "0.1.0"
+
+# compiled programs persist on disk across processes (probcausal.compilation)
+use_persistent_cache()
 
 __all__ = [
     "ADMG",

@@ -18,19 +18,44 @@ cells, followed a few levels deep:
 What lies deeper than :data:`MAX_DEPTH` levels, or in containers of more than
 :data:`MAX_ITEMS` items, is keyed by identity only: pass such values to the model
 as arguments (``model_args`` / ``model_kwargs``) instead.
+
+Compiled programs are kept in memory (:func:`compiled`, the least recently used
+dropped beyond :data:`CACHE_SIZE`) and, through JAX's persistent compilation
+cache, on disk: :func:`use_persistent_cache` runs when probcausal is imported, so
+a query's first call in a new process skips XLA's compilation when the same
+program was compiled before. The cache lives in ``$XDG_CACHE_HOME/probcausal/jax``
+(``~/.cache/probcausal/jax``); ``PROBCAUSAL_CACHE_DIR`` moves it, and
+``PROBCAUSAL_CACHE_DIR=off`` (or empty) disables it. A cache JAX was already
+given (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``) is left as it is. Entries
+are small (tens of kB) and keyed by the program, the JAX version and the device;
+the folder is not pruned: delete it to reclaim the space.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import types
+from collections import OrderedDict
+from collections.abc import Callable
 
 import jax
 import numpy as np
+from jax.experimental.compilation_cache import compilation_cache
 from numpyro.primitives import Messenger
 
-__all__ = ["MAX_DEPTH", "MAX_ITEMS", "model_state"]
+__all__ = [
+    "CACHE_ENV",
+    "MAX_DEPTH",
+    "MAX_ITEMS",
+    "compiled",
+    "model_state",
+    "persistent_cache_dir",
+    "signature",
+    "split_static",
+    "use_persistent_cache",
+]
 
 MAX_DEPTH = 4
 MAX_ITEMS = 256
@@ -212,3 +237,117 @@ def _root(model):
             for k, x in sorted(attrs.items())
         ),
     )
+
+
+_CACHE: OrderedDict = OrderedDict()
+CACHE_SIZE = 256  # programs kept (least recently used dropped)
+
+
+def is_array(x) -> bool:
+    return isinstance(x, jax.Array | np.ndarray | np.generic)
+
+
+def split_static(tree, numbers_dynamic: bool):
+    """Split a pytree into (dynamic leaves, static key, rebuild function).
+
+    Arrays are dynamic; Python numbers are dynamic only when ``numbers_dynamic``
+    (action values and evidence), static otherwise (model arguments such as plate
+    sizes); other leaves (callables, strings, ``WorldValue``) are static.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    dynamic, static = [], []
+    for leaf in leaves:
+        if is_array(leaf) or (
+            numbers_dynamic and isinstance(leaf, int | float) and not isinstance(leaf, bool)
+        ):
+            # Arrays and numbers go to the jitted call as they are (numbers stay
+            # weakly typed); its C++ fast path moves host values, cheaper than a
+            # dispatch per leaf here.
+            if isinstance(leaf, int | float):
+                dynamic.append(leaf)
+                static.append(("<dyn>", (), type(leaf).__name__))
+                continue
+            arr = leaf if isinstance(leaf, jax.Array) else np.asarray(leaf)
+            dynamic.append(arr)
+            static.append(("<dyn>", arr.shape, arr.dtype))  # dtypes hash; str() is slow
+        else:
+            dynamic.append(None)
+            static.append(leaf)
+    dyn = [d for d in dynamic if d is not None]
+    slots = [i for i, d in enumerate(dynamic) if d is not None]
+
+    def rebuild(values):
+        out = list(static)
+        for i, v in zip(slots, values, strict=True):
+            out[i] = v
+        return jax.tree_util.tree_unflatten(treedef, out)
+
+    return dyn, (treedef, tuple(static)), rebuild
+
+
+def signature(tree) -> tuple:
+    """A hashable description of a pytree of arrays: structure, shapes and dtypes."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return treedef, tuple(
+        (x.shape, x.dtype) if isinstance(x, jax.Array | np.ndarray) else (np.shape(x), type(x))
+        for x in leaves
+    )
+
+
+def compiled(key, build: Callable[[], Callable], jit: bool = True) -> Callable:
+    """The cached program for ``key``, built and jitted on a miss (``jit=False``:
+    ``build`` returns a function that calls jitted programs itself)."""
+    wrap = jax.jit if jit else (lambda fn: fn)
+    try:
+        fn = _CACHE[key]
+        _CACHE.move_to_end(key)
+        return fn
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable static leaf: compile without caching
+        return wrap(build())
+    fn = wrap(build())
+    _CACHE[key] = fn
+    if len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return fn
+
+
+CACHE_ENV = "PROBCAUSAL_CACHE_DIR"
+_CACHE_OFF = ("", "0", "off", "false", "no", "none")
+
+
+def persistent_cache_dir() -> str | None:
+    """Where :func:`use_persistent_cache` puts the compiled programs: the
+    ``PROBCAUSAL_CACHE_DIR`` environment variable, else
+    ``$XDG_CACHE_HOME/probcausal/jax``; ``None`` when the variable disables it."""
+    if CACHE_ENV in os.environ:
+        path = os.environ[CACHE_ENV].strip()
+        return None if path.lower() in _CACHE_OFF else os.path.expanduser(path)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "probcausal", "jax")
+
+
+def use_persistent_cache(path: str | None = None) -> str | None:
+    """Turn on JAX's persistent compilation cache in ``path`` (default
+    :func:`persistent_cache_dir`) for every program, small ones included; returns
+    the folder in use, or ``None`` when the cache is off, JAX was already given a
+    cache folder (left as it is), or the folder cannot be written."""
+    if jax.config.jax_compilation_cache_dir is not None:
+        return None  # the user's own cache, with their own thresholds
+    path = path if path is not None else persistent_cache_dir()
+    if path is None:
+        return None
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:  # a read-only home: run without the cache
+        return None
+    if not os.access(path, os.W_OK):
+        return None
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    # a program compiled before this (JAX used before probcausal was imported)
+    # initialised the cache as absent; start it again with the folder
+    compilation_cache.reset_cache()
+    return path

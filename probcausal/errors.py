@@ -8,6 +8,10 @@ is pinned by a test.
 from __future__ import annotations
 
 __all__ = [
+    "CyclicGraphError",
+    "NotGaussian",
+    "NotIdentifiableError",
+    "PretrainedMechanismError",
     "AbductionError",
     "ConvergenceWarning",
     "DiscoveryDataError",
@@ -272,3 +276,41 @@ class WorldInferenceError(ProbcausalError, ValueError):
             "counterfactual questions with `pc.counterfactual`, which abducts the noise "
             "itself."
         )
+
+
+class CyclicGraphError(ProbcausalError, ValueError):
+    """The directed part of a graph has a cycle."""
+
+    def __init__(self, cycle):
+        self.cycle = list(cycle)
+        path = " -> ".join(str(u) for u, _ in self.cycle) + f" -> {self.cycle[0][0]}"
+        super().__init__(
+            f"the directed edges form a cycle: {path}. An ADMG must be acyclic; remove "
+            "or reverse one of these edges (a feedback loop over time needs time-indexed "
+            "variables)."
+        )
+
+
+class NotIdentifiableError(ProbcausalError, ValueError):
+    """The causal query is not identifiable; ``hedge`` holds the two C-forests."""
+
+    def __init__(self, treatment, outcome, forest, sub_forest):
+        self.hedge = (set(forest), set(sub_forest))
+        ys, xs = ", ".join(sorted(map(str, outcome))), ", ".join(sorted(map(str, treatment)))
+        super().__init__(
+            f"P({ys} | do({xs})) is not identifiable: the C-forests "
+            f"F = {sorted(map(str, forest))} and "
+            f"F' = {sorted(map(str, sub_forest))} form a hedge (both are districts with the "
+            "same root set, F' inside F, and the treatment meets F but not F'). Measure a "
+            "variable that breaks the confounding, or ask for a different query."
+        )
+
+
+class PretrainedMechanismError(ProbcausalError, ValueError):
+    """A pretrained generator is offered for a variable that shares a latent
+    confounder with another: P(v | pa(v)) is then not its mechanism."""
+
+
+class NotGaussian(AbductionError):
+    """The log density is not quadratic in the latent sites (the ``"gaussian"``
+    engine cannot serve; ``method="auto"`` then runs another)."""

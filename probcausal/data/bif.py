@@ -22,6 +22,8 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
+from probcausal.causal_model import CausalModel
+
 __all__ = ["BayesianNetwork", "bayesian_network", "read_bif", "NETWORKS"]
 
 NETWORKS = ("asia", "sachs", "child", "alarm")
@@ -58,8 +60,6 @@ class BayesianNetwork:
     def causal_model(self):
         """The network as a :class:`~probcausal.CausalModel` of one unit: each
         variable a Categorical site over its CPT row given its parents' classes."""
-        from probcausal.causal_model import CausalModel
-
         tables = {v: jnp.asarray(self.cpts[v], jnp.float32) for v in self.order}
         parents, order = self.parents, self.order
 

@@ -6,22 +6,10 @@ from collections.abc import Iterable
 
 import networkx as nx
 
-from probcausal.errors import ProbcausalError
+from probcausal.errors import CyclicGraphError
+from probcausal.graph import graph
 
 __all__ = ["ADMG", "CyclicGraphError"]
-
-
-class CyclicGraphError(ProbcausalError, ValueError):
-    """The directed part of a graph has a cycle."""
-
-    def __init__(self, cycle):
-        self.cycle = list(cycle)
-        path = " -> ".join(str(u) for u, _ in self.cycle) + f" -> {self.cycle[0][0]}"
-        super().__init__(
-            f"the directed edges form a cycle: {path}. An ADMG must be acyclic; remove "
-            "or reverse one of these edges (a feedback loop over time needs time-indexed "
-            "variables)."
-        )
 
 
 class ADMG:
@@ -111,7 +99,6 @@ class ADMG:
     def from_model(cls, model, *args, hidden=(), **kwargs) -> ADMG:
         """The ADMG of a NumPyro model: its graph (:func:`probcausal.graph`) with the
         sites named in ``hidden`` treated as unobserved and projected out."""
-        from probcausal.graph import graph
 
         g = graph(model, *args, **kwargs)
         unknown = set(hidden) - set(g.nodes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from probcausal.errors import ProbcausalError
+from probcausal.errors import NotIdentifiableError
 from probcausal.identification.admg import ADMG
 from probcausal.identification.estimand import (
     Estimand,
@@ -16,21 +16,6 @@ from probcausal.identification.estimand import (
 )
 
 __all__ = ["NotIdentifiableError", "identify"]
-
-
-class NotIdentifiableError(ProbcausalError, ValueError):
-    """The causal query is not identifiable; ``hedge`` holds the two C-forests."""
-
-    def __init__(self, treatment, outcome, forest, sub_forest):
-        self.hedge = (set(forest), set(sub_forest))
-        ys, xs = ", ".join(sorted(map(str, outcome))), ", ".join(sorted(map(str, treatment)))
-        super().__init__(
-            f"P({ys} | do({xs})) is not identifiable: the C-forests "
-            f"F = {sorted(map(str, forest))} and "
-            f"F' = {sorted(map(str, sub_forest))} form a hedge (both are districts with the "
-            "same root set, F' inside F, and the treatment meets F but not F'). Measure a "
-            "variable that breaks the confounding, or ask for a different query."
-        )
 
 
 def _names(x) -> list:

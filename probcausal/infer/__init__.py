@@ -4,18 +4,26 @@ share (progress, checkpoints, resume, NaN detection, sharding)."""
 
 from probcausal.infer.abduction import (
     METHODS,
-    SiteInfo,
+    Engine,
+    Posterior,
+    Problem,
     choose_method,
-    latent_ancestors,
-    model_info,
+    engines,
     posterior_latents,
+    register_engine,
 )
 from probcausal.infer.adversarial import WGANGP, WGANGPState, wasserstein_1d
 from probcausal.infer.svi import fit_svi
 from probcausal.infer.training import FitResult, data_mesh, fit, replicate, shard_batch
+from probcausal.sites import SiteInfo, latent_ancestors, model_info
 
 __all__ = [
     "METHODS",
+    "Engine",
+    "Posterior",
+    "Problem",
+    "engines",
+    "register_engine",
     "WGANGP",
     "FitResult",
     "SiteInfo",

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import warnings
 import weakref
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +22,7 @@ from numpyro.handlers import condition, seed, substitute, trace
 from numpyro.primitives import Messenger
 
 from probcausal import mechanisms
-from probcausal.compilation import model_state
+from probcausal.compilation import is_array
 from probcausal.errors import (
     DeterministicEvidenceError,
     EvidenceShapeError,
@@ -34,109 +33,11 @@ from probcausal.errors import (
 )
 from probcausal.handlers import do
 from probcausal.handlers._scan import reach_into_scan, replayed, step_action
+from probcausal.handlers._stack import isolated
 from probcausal.handlers.do import WorldValue, broadcast_action
-from probcausal.infer.abduction import SiteInfo, model_info
+from probcausal.sites import SiteInfo
 
-__all__ = ["compiled", "info_for", "signature", "split_static", "validate"]
-
-_CACHE: OrderedDict = OrderedDict()
-_CACHE_SIZE = 256
-
-
-def _is_array(x) -> bool:
-    return isinstance(x, jax.Array | np.ndarray | np.generic)
-
-
-def split_static(tree, numbers_dynamic: bool):
-    """Split a pytree into (dynamic leaves, static key, rebuild function).
-
-    Arrays are dynamic; Python numbers are dynamic only when ``numbers_dynamic``
-    (action values and evidence), static otherwise (model arguments such as plate
-    sizes); other leaves (callables, strings, ``WorldValue``) are static.
-    """
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    dynamic, static = [], []
-    for leaf in leaves:
-        if _is_array(leaf) or (
-            numbers_dynamic and isinstance(leaf, int | float) and not isinstance(leaf, bool)
-        ):
-            # Arrays and numbers go to the jitted call as they are (numbers stay
-            # weakly typed); its C++ fast path moves host values, cheaper than a
-            # dispatch per leaf here.
-            if isinstance(leaf, int | float):
-                dynamic.append(leaf)
-                static.append(("<dyn>", (), type(leaf).__name__))
-                continue
-            arr = leaf if isinstance(leaf, jax.Array) else np.asarray(leaf)
-            dynamic.append(arr)
-            static.append(("<dyn>", arr.shape, arr.dtype))  # dtypes hash; str() is slow
-        else:
-            dynamic.append(None)
-            static.append(leaf)
-    dyn = [d for d in dynamic if d is not None]
-    slots = [i for i, d in enumerate(dynamic) if d is not None]
-
-    def rebuild(values):
-        out = list(static)
-        for i, v in zip(slots, values, strict=True):
-            out[i] = v
-        return jax.tree_util.tree_unflatten(treedef, out)
-
-    return dyn, (treedef, tuple(static)), rebuild
-
-
-def signature(tree) -> tuple:
-    """A hashable description of a pytree of arrays: structure, shapes and dtypes."""
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    return treedef, tuple(
-        (x.shape, x.dtype) if isinstance(x, jax.Array | np.ndarray) else (np.shape(x), type(x))
-        for x in leaves
-    )
-
-
-def compiled(key, build: Callable[[], Callable], jit: bool = True) -> Callable:
-    """The cached program for ``key``, built and jitted on a miss (``jit=False``:
-    ``build`` returns a function that calls jitted programs itself)."""
-    wrap = jax.jit if jit else (lambda fn: fn)
-    try:
-        fn = _CACHE[key]
-        _CACHE.move_to_end(key)
-        return fn
-    except KeyError:
-        pass
-    except TypeError:  # an unhashable static leaf: compile without caching
-        return wrap(build())
-    fn = wrap(build())
-    _CACHE[key] = fn
-    if len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
-    return fn
-
-
-_INFO: OrderedDict = OrderedDict()
-
-
-def info_for(model, args, kwargs, split=None, state=None) -> dict[str, SiteInfo]:
-    """Cached :func:`~probcausal.infer.model_info` of ``model(*args, **kwargs)``
-    (``split``: the caller's ``split_static`` of ``(args, kwargs)``, if it has one)."""
-    if split is None:
-        split = split_static((tuple(args), dict(kwargs)), numbers_dynamic=False)
-    dyn, static_key, _ = split
-    key = (
-        model_state(model) if state is None else state,
-        static_key,
-        tuple((d.shape, d.dtype) for d in dyn),
-    )
-    try:
-        if key in _INFO:
-            return _INFO[key]
-    except TypeError:
-        return model_info(model, args, kwargs)
-    info = model_info(model, args, kwargs)
-    _INFO[key] = info
-    if len(_INFO) > _CACHE_SIZE:
-        _INFO.popitem(last=False)
-    return info
+__all__ = ["validate", "world_program", "plain_program"]
 
 
 def action_dicts(actions) -> tuple[list[dict], bool]:
@@ -234,7 +135,7 @@ def validate_actions(info: Mapping[str, SiteInfo], actions: Sequence[Mapping]) -
                         f"WorldValue({action.world}) on site '{name}' in world {k}: a world "
                         "may only take values from an earlier world (0 is factual)."
                     )
-            elif _is_array(action) or isinstance(action, int | float):
+            elif is_array(action) or isinstance(action, int | float):
                 action = discrete_value("intervention", info[name], action)
             checked[name] = action
         out.append(checked)
@@ -368,7 +269,6 @@ def raise_impossible(model, info, evidence, latents, possible, args, kwargs):
     """Raise :class:`~probcausal.errors.ImpossibleEvidenceError` for the first
     evidence site flagged impossible, naming the value and why (from one eager run
     of the factual world with the first posterior draw)."""
-    from probcausal.handlers._stack import isolated
 
     site = next(n for n in info if possible.get(n) is False)
     first = {n: jnp.asarray(v)[0] for n, v in (latents or {}).items()}

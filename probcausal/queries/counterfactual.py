@@ -10,17 +10,15 @@ import jax
 import jax.numpy as jnp
 
 from probcausal import mechanisms
-from probcausal.compilation import model_state
-from probcausal.errors import AbductionError
+from probcausal.compilation import compiled, model_state, signature, split_static
+from probcausal.errors import AbductionError, NotGaussian
 from probcausal.handlers.do import WorldValue, action_label, unique_labels
 from probcausal.handlers.observe import any_nonfinite, check_finite, known_finite, mark_finite
 from probcausal.handlers.worlds import _reads_value
 from probcausal.infer.abduction import (
     R_HAT_SWITCH,
-    NotGaussian,
     check_engine_kwargs,
     choose_method,
-    latent_ancestors,
     max_r_hat,
     posterior_latents,
     warn_unconverged,
@@ -28,15 +26,12 @@ from probcausal.infer.abduction import (
 from probcausal.queries._program import (
     action_dicts,
     check_sampling,
-    compiled,
-    info_for,
     raise_impossible,
-    signature,
-    split_static,
     validate,
     validate_actions,
     world_program,
 )
+from probcausal.sites import info_for, latent_ancestors
 
 __all__ = ["CounterfactualResult", "counterfactual"]
 

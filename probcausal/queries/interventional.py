@@ -8,19 +8,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from probcausal.compilation import model_state
+from probcausal.compilation import compiled, model_state, signature, split_static
 from probcausal.handlers.do import action_label, unique_labels
 from probcausal.queries._program import (
     action_dicts,
     check_sampling,
-    compiled,
-    info_for,
     plain_program,
-    signature,
-    split_static,
     validate,
     validate_actions,
 )
+from probcausal.queries.counterfactual import run_counterfactual
+from probcausal.sites import info_for
 
 __all__ = ["InterventionalResult", "interventional"]
 
@@ -100,8 +98,6 @@ def interventional(
     if any(s.observed and not s.intervened for s in info.values()):
         # values given through obs= are evidence about the factual world, in every
         # query: the intervened worlds share the noise abducted from them
-        from probcausal.queries.counterfactual import run_counterfactual
-
         result = run_counterfactual(
             model,
             {},

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from probcausal.errors import ProbcausalError
+from probcausal.errors import PretrainedMechanismError
 from probcausal.identification.admg import ADMG
 
 __all__ = [
@@ -32,11 +32,6 @@ __all__ = [
     "h_graph",
     "training_modules",
 ]
-
-
-class PretrainedMechanismError(ProbcausalError, ValueError):
-    """A pretrained generator is offered for a variable that shares a latent
-    confounder with another: P(v | pa(v)) is then not its mechanism."""
 
 
 @dataclass(frozen=True)
