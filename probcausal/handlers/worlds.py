@@ -40,6 +40,7 @@ from probcausal.errors import (
     WorldInferenceError,
     WorldShapeError,
 )
+from probcausal.handlers._axis import WorldAxis
 from probcausal.handlers._stack import (
     WorldHandler,
     isolated,
@@ -200,29 +201,40 @@ class _Worlds(WorldHandler):
         self._last_site = name
         dim = self._resolve_dim(msg)
         self._collect_dos()
-        n_worlds = self.num_worlds
-        event_dim = fn.event_dim
-        axis = dim - event_dim  # world axis of values
-        widx = jnp.arange(n_worlds).reshape((n_worlds,) + (1,) * (-axis - 1))
-
+        worlds = WorldAxis(self.num_worlds, dim - fn.event_dim)
         if msg["infer"].get("is_auxiliary"):  # numpyro.factor: count the factual world only
             if len(fn.batch_shape) >= -dim:
-                msg["fn"] = fn.mask(widx.reshape((n_worlds,) + (1,) * (-dim - 1)) == 0)
+                msg["fn"] = fn.mask(worlds.factual_mask(dim))
             return
+        x_fact, observed = self._factual(msg)
+        keys = _Keys(name)
+        batch = list(fn.batch_shape)
+        if len(batch) >= -dim:
+            batch[dim] = 1
+        base_shape = tuple(batch)  # site batch shape without the world dim
+        u = self._exogenous(name, fn, x_fact, keys, dim, base_shape)
+        natural = mechanisms.apply(fn, u, name)
+        actions = self.world_actions(name)
+        value = _factual_and_natural(worlds, natural, x_fact, actions)
+        for k, world_actions in enumerate(actions, start=1):
+            if world_actions:
+                v = worlds.take(natural, k)
+                v = _act(msg, worlds, k, world_actions, v, value, keys, base_shape)
+                value = worlds.put(value, k, v)
+        msg["value"] = value
+        msg["is_observed"] = observed
+        if worlds.has_world(value):
+            full_batch = jnp.shape(value)[: jnp.ndim(value) - fn.event_dim]
+            if tuple(fn.batch_shape) != full_batch:
+                fn = fn.expand(full_batch)
+            fn = fn.mask(worlds.factual_mask(dim))
+        self._check_shape(name, fn, dim)
+        msg["fn"] = fn
+        msg["infer"] = {**msg["infer"], "noise": u, "intervened": any(actions)}
 
-        def has_world(a):
-            return jnp.ndim(a) >= -axis and jnp.shape(a)[axis] != 1
-
-        def take(a, w):
-            return jax.lax.index_in_dim(a, w, axis, keepdims=True) if has_world(a) else a
-
-        def expand(a):
-            a = jnp.asarray(a)
-            shape = (1,) * max(0, -axis - a.ndim) + a.shape
-            shape = shape[:axis] + (n_worlds,) + (shape[axis + 1 :] if axis != -1 else ())
-            return jnp.broadcast_to(a, jnp.broadcast_shapes(jnp.shape(a), shape))
-
-        # factual value: from the message (inner handlers / obs=) or outer handlers
+    def _factual(self, msg):
+        """The factual value and whether it is observed: from the message (inner
+        handlers, ``obs=``) or from an outer ``condition`` / ``substitute``."""
         x_fact, observed = msg["value"], msg["is_observed"]
         if x_fact is None:
             below = stack()[: stack().index(self)]
@@ -230,78 +242,64 @@ class _Worlds(WorldHandler):
             if outer is not None:
                 x_fact, observed = outer
                 msg["_control_flow_done"] = True  # keep outer handlers from overwriting
+        return x_fact, observed
 
-        keys = _Keys(name)
-        batch = list(fn.batch_shape)
-        if len(batch) >= -dim:
-            batch[dim] = 1
-        base_shape = tuple(batch)  # site batch shape without the world dim
-
-        # exogenous noise, shared by every world
+    def _exogenous(self, name, fn, x_fact, keys, dim, base_shape):
+        """The site's exogenous noise, shared by every world: given, abducted from
+        the factual value, or drawn from its prior."""
         if name in self.noise:
-            u = jnp.asarray(self.noise[name])
-        elif x_fact is not None:
+            return jnp.asarray(self.noise[name])
+        if x_fact is not None:
             u = mechanisms.abduct(keys(), fn, x_fact, name)
             n_trail = len(mechanisms.noise_shape(fn, name)) - len(fn.batch_shape)
             u_axis = dim - n_trail
             if jnp.ndim(u) >= -u_axis and jnp.shape(u)[u_axis] != 1:
                 u = jax.lax.index_in_dim(u, 0, u_axis, keepdims=True)
+            return u
+        shape = base_shape + mechanisms.noise_shape(fn, name)[len(fn.batch_shape) :]
+        return mechanisms.sample_noise(keys(), fn, shape, name)
+
+
+def _factual_and_natural(worlds: WorldAxis, natural, x_fact, actions):
+    """The factual value in world 0 and the natural value elsewhere. The natural
+    value is read only by a world without an action on this site, or whose first
+    action transforms it (a callable); otherwise it is left out of the program, and
+    with it the abduction of this site's noise."""
+    intervened = any(actions)
+    reads_natural = any(not acts or _reads_value(acts[0]) for acts in actions)
+    if x_fact is None:
+        return natural
+    if intervened and not reads_natural:
+        full = jnp.shape(worlds.expand(natural))  # shape only: traced, then dropped
+        x_fact = jnp.asarray(x_fact, natural.dtype)
+        return jnp.broadcast_to(x_fact, jnp.broadcast_shapes(x_fact.shape, full))
+    if worlds.has_world(natural) or intervened:
+        return worlds.put(natural, 0, x_fact)
+    return jnp.broadcast_to(
+        jnp.asarray(x_fact, natural.dtype), jnp.broadcast_shapes(jnp.shape(x_fact), natural.shape)
+    )
+
+
+def _act(msg, worlds: WorldAxis, k: int, world_actions, v, value, keys, base_shape):
+    """The value of the site in world ``k`` after its actions, applied in order
+    (``v``: its natural value there; ``value``: every world's value so far;
+    ``base_shape``: the site's batch shape without the world dim)."""
+    fn, name = msg["fn"], msg["name"]
+    for a in world_actions:
+        if isinstance(a, WorldValue):
+            if not 0 <= a.world < k:
+                raise ValueError(
+                    f"WorldValue({a.world}) on site '{name}' in world {k}: a world "
+                    "may only take values from an earlier world (0 is factual)."
+                )
+            v = worlds.take(value, a.world)
+        elif isinstance(a, dist.Distribution):
+            v = a.expand(jnp.broadcast_shapes(a.batch_shape, base_shape)).sample(keys())
+        elif callable(a):
+            v = a(v)
         else:
-            shape = base_shape + mechanisms.noise_shape(fn, name)[len(fn.batch_shape) :]
-            u = mechanisms.sample_noise(keys(), fn, shape, name)
-
-        natural = mechanisms.apply(fn, u, name)
-        actions = self.world_actions(name)
-        intervened = any(actions)
-        # the natural value is read only by a world without an action on this site,
-        # or whose first action transforms it (a callable); otherwise it is left
-        # out of the program, and with it the abduction of this site's noise
-        reads_natural = any(not acts or _reads_value(acts[0]) for acts in actions)
-        if x_fact is None:
-            value = natural
-        elif intervened and not reads_natural:
-            full = jnp.shape(expand(natural))  # shape only: traced, then dropped
-            x_fact = jnp.asarray(x_fact, natural.dtype)
-            value = jnp.broadcast_to(x_fact, jnp.broadcast_shapes(x_fact.shape, full))
-        elif has_world(natural) or intervened:
-            value = jnp.where(widx == 0, x_fact, expand(natural))
-        else:
-            value = jnp.broadcast_to(
-                jnp.asarray(x_fact, natural.dtype),
-                jnp.broadcast_shapes(jnp.shape(x_fact), natural.shape),
-            )
-
-        site_shape = base_shape + tuple(fn.event_shape)
-        for k, world_actions in enumerate(actions, start=1):
-            if not world_actions:
-                continue
-            v = take(natural, k)
-            for a in world_actions:
-                if isinstance(a, WorldValue):
-                    if not 0 <= a.world < k:
-                        raise ValueError(
-                            f"WorldValue({a.world}) on site '{name}' in world {k}: a world "
-                            "may only take values from an earlier world (0 is factual)."
-                        )
-                    v = take(value, a.world)
-                elif isinstance(a, dist.Distribution):
-                    v = a.expand(jnp.broadcast_shapes(a.batch_shape, base_shape)).sample(keys())
-                elif callable(a):
-                    v = a(v)
-                else:
-                    v = broadcast_action(msg, a, site_shape, _BATCH_HINT)
-            value = jnp.where(widx == k, v, expand(value))
-
-        msg["value"] = value
-        msg["is_observed"] = observed
-        if has_world(value):
-            full_batch = jnp.shape(value)[: jnp.ndim(value) - event_dim]
-            if tuple(fn.batch_shape) != full_batch:
-                fn = fn.expand(full_batch)
-            fn = fn.mask(widx.reshape((n_worlds,) + (1,) * (-dim - 1)) == 0)
-        self._check_shape(name, fn, dim)
-        msg["fn"] = fn
-        msg["infer"] = {**msg["infer"], "noise": u, "intervened": intervened}
+            v = broadcast_action(msg, a, base_shape + tuple(fn.event_shape), _BATCH_HINT)
+    return v
 
 
 def _reads_value(action) -> bool:

@@ -36,6 +36,71 @@ def _ess(log_w):
     return 1.0 / jnp.sum(w**2)
 
 
+def _next_beta(beta, lik, n: int):
+    """The next temperature: the largest in ``(beta, 1]`` whose incremental weights
+    keep an effective sample size of ``n / 2`` (bisection); always a step forward."""
+    lik = jnp.where(jnp.isfinite(lik), lik, -jnp.inf)
+
+    def ess_at(b):
+        return _ess((b - beta) * lik)
+
+    lo, hi = beta, jnp.asarray(1.0)
+    ok_at_one = ess_at(hi) >= 0.5 * n
+
+    def body(_, bounds):
+        lo, hi = bounds
+        mid = 0.5 * (lo + hi)
+        good = ess_at(mid) >= 0.5 * n
+        return jnp.where(good, mid, lo), jnp.where(good, hi, mid)
+
+    lo, _ = jax.lax.fori_loop(0, 40, body, (lo, hi))
+    # always progress, if only a little: ESS may be below target at any step
+    return jnp.where(ok_at_one, 1.0, jnp.maximum(lo, beta + 1e-6))
+
+
+def _moves(key, particles, prior, lik, beta, log_densities, steps: int):
+    """``steps`` random-walk Metropolis moves of every particle at temperature
+    ``beta``, the step scaled to the particles' spread."""
+    n, dim = particles.shape
+    scale = 2.38 / jnp.sqrt(dim) * (jnp.std(particles, axis=0) + 1e-6)
+
+    def move(carry, k):
+        x, prior, lik = carry
+        k_prop, k_acc = jax.random.split(k)
+        prop = x + scale * jax.random.normal(k_prop, x.shape)
+        p_prior, p_lik = jax.vmap(log_densities)(prop)
+        log_a = (p_prior + beta * p_lik) - (prior + beta * lik)
+        log_a = jnp.where(jnp.isfinite(log_a), log_a, -jnp.inf)
+        accept = jnp.log(jax.random.uniform(k_acc, (n,))) < log_a
+        x = jnp.where(accept[:, None], prop, x)
+        return (x, jnp.where(accept, p_prior, prior), jnp.where(accept, p_lik, lik)), None
+
+    out, _ = jax.lax.scan(move, (particles, prior, lik), jax.random.split(key, steps))
+    return out
+
+
+def _densities(inner, latents, transforms, unravel, args, kwargs, densities):
+    """``flat unconstrained latents -> (log prior + log Jacobian, log likelihood)``."""
+
+    def log_densities(flat):
+        z_unc = unravel(flat)
+        z = {s: transforms[s](z_unc[s]) for s in latents}
+        jac = sum(jnp.sum(transforms[s].log_abs_det_jacobian(z_unc[s], z[s])) for s in latents)
+        if densities is not None:
+            prior, lik = densities(z)
+            return prior + jac, lik
+        tr = trace(seed(substitute(inner, z), 0)).get_trace(*args, **kwargs)
+        prior = sum(jnp.sum(tr[s]["fn"].log_prob(z[s])) for s in latents)
+        lik = sum(
+            jnp.sum(site["fn"].log_prob(site["value"]))
+            for name, site in tr.items()
+            if site["type"] == "sample" and name not in latents and site["is_observed"]
+        )
+        return prior + jac, lik
+
+    return log_densities
+
+
 def tempered_smc(
     inner,
     latents,
@@ -58,86 +123,30 @@ def tempered_smc(
     n = max(int(num_particles or 0), num_samples, 2000)
     proto = trace(seed(inner, 0)).get_trace(*args, **kwargs)
     transforms = {s: biject_to(proto[s]["fn"].support) for s in latents}
-    flat0, unravel = ravel_pytree({s: transforms[s].inv(proto[s]["value"]) for s in latents})
-    dim = flat0.shape[0]
-
-    def log_densities(flat):
-        z_unc = unravel(flat)
-        z = {s: transforms[s](z_unc[s]) for s in latents}
-        if densities is not None:
-            prior, lik = densities(z)
-            jac = sum(jnp.sum(transforms[s].log_abs_det_jacobian(z_unc[s], z[s])) for s in latents)
-            return prior + jac, lik
-        tr = trace(seed(substitute(inner, z), 0)).get_trace(*args, **kwargs)
-        prior = sum(
-            jnp.sum(tr[s]["fn"].log_prob(z[s]))
-            + jnp.sum(transforms[s].log_abs_det_jacobian(z_unc[s], z[s]))
-            for s in latents
-        )
-        lik = sum(
-            jnp.sum(site["fn"].log_prob(site["value"]))
-            for name, site in tr.items()
-            if site["type"] == "sample" and name not in latents and site["is_observed"]
-        )
-        return prior, lik
+    _, unravel = ravel_pytree({s: transforms[s].inv(proto[s]["value"]) for s in latents})
+    log_densities = _densities(inner, latents, transforms, unravel, args, kwargs, densities)
 
     def prior_draw(k):
         tr = trace(seed(inner, k)).get_trace(*args, **kwargs)
         return ravel_pytree({s: transforms[s].inv(tr[s]["value"]) for s in latents})[0]
 
+    def stage(state):
+        key, particles, prior, lik, beta, count = state
+        key, k_res, k_move = jax.random.split(key, 3)
+        new_beta = _next_beta(beta, lik, n)
+        log_w = jnp.where(jnp.isfinite(lik), (new_beta - beta) * lik, -jnp.inf)
+        idx = _systematic(k_res, log_w, n)
+        particles, prior, lik = _moves(
+            k_move, particles[idx], prior[idx], lik[idx], new_beta, log_densities, num_mcmc_steps
+        )
+        return key, particles, prior, lik, new_beta, count + 1
+
     def run(key):
         k0, key = jax.random.split(key)
         particles = jax.vmap(prior_draw)(jax.random.split(k0, n))
         prior, lik = jax.vmap(log_densities)(particles)
-
-        def next_beta(beta, lik):
-            lik = jnp.where(jnp.isfinite(lik), lik, -jnp.inf)
-
-            def ess_at(b):
-                return _ess((b - beta) * lik)
-
-            lo, hi = beta, jnp.asarray(1.0)
-            ok_at_one = ess_at(hi) >= 0.5 * n
-
-            def body(_, bounds):
-                lo, hi = bounds
-                mid = 0.5 * (lo + hi)
-                good = ess_at(mid) >= 0.5 * n
-                return jnp.where(good, mid, lo), jnp.where(good, hi, mid)
-
-            lo, _ = jax.lax.fori_loop(0, 40, body, (lo, hi))
-            # always progress, if only a little: ESS may be below target at any step
-            return jnp.where(ok_at_one, 1.0, jnp.maximum(lo, beta + 1e-6))
-
-        def stage(state):
-            key, particles, prior, lik, beta, count = state
-            key, k_res, k_move = jax.random.split(key, 3)
-            new_beta = next_beta(beta, lik)
-            log_w = jnp.where(jnp.isfinite(lik), (new_beta - beta) * lik, -jnp.inf)
-            idx = _systematic(k_res, log_w, n)
-            particles, prior, lik = particles[idx], prior[idx], lik[idx]
-            scale = 2.38 / jnp.sqrt(dim) * (jnp.std(particles, axis=0) + 1e-6)
-
-            def move(carry, k):
-                x, prior, lik = carry
-                k_prop, k_acc = jax.random.split(k)
-                prop = x + scale * jax.random.normal(k_prop, x.shape)
-                p_prior, p_lik = jax.vmap(log_densities)(prop)
-                log_a = (p_prior + new_beta * p_lik) - (prior + new_beta * lik)
-                log_a = jnp.where(jnp.isfinite(log_a), log_a, -jnp.inf)
-                accept = jnp.log(jax.random.uniform(k_acc, (n,))) < log_a
-                x = jnp.where(accept[:, None], prop, x)
-                return (x, jnp.where(accept, p_prior, prior), jnp.where(accept, p_lik, lik)), None
-
-            (particles, prior, lik), _ = jax.lax.scan(
-                move, (particles, prior, lik), jax.random.split(k_move, num_mcmc_steps)
-            )
-            return key, particles, prior, lik, new_beta, count + 1
-
-        def going(state):
-            return (state[4] < 1.0) & (state[5] < max_stages)
-
         state = (key, particles, prior, lik, jnp.asarray(0.0), jnp.asarray(0))
+        going = lambda state: (state[4] < 1.0) & (state[5] < max_stages)  # noqa: E731
         key, particles, prior, lik, beta, count = jax.lax.while_loop(going, stage, state)
         pick = jax.random.choice(key, n, (num_samples,), replace=n < num_samples)
         chosen = jax.vmap(unravel)(particles[pick])

@@ -124,6 +124,7 @@ class _Checkpoints:
         import orbax.checkpoint as ocp
 
         self._ocp = ocp
+        self.directory = directory
         self.manager = ocp.CheckpointManager(
             os.path.abspath(directory),
             options=ocp.CheckpointManagerOptions(
@@ -229,40 +230,20 @@ def fit(
     >>> round(float(result.state), 4), result.losses.shape
     (3.0, (100,))
     """
-    if num_steps < 0:
-        raise ValueError(f"num_steps must be >= 0, got {num_steps}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    if resume and checkpoint_dir is None:
-        raise ValueError("resume=True needs checkpoint_dir")
+    _check_fit_args(num_steps, chunk_size, resume, checkpoint_dir)
     every = checkpoint_every or chunk_size
     key = _raw_key(rng_key)
     # a weakly typed leaf comes back strongly typed from the first chunk, which would
     # compile the chunk a second time
     state = jax.tree.map(_strong, state)
     ckpt = _Checkpoints(checkpoint_dir, max_to_keep) if checkpoint_dir is not None else None
-    start, history = 0, {}
-    if resume and ckpt.latest() is not None:
-        start = ckpt.latest()
-        if start > num_steps:
-            raise ValueError(
-                f"the latest checkpoint in {checkpoint_dir} is at step {start}, beyond "
-                f"num_steps={num_steps}; pass a larger num_steps or another directory"
-            )
-        state, history = ckpt.restore(start, state)
+    start, state, history = _resume(ckpt, state, num_steps, resume)
     state = replicate(state, mesh)
     last_saved = start if ckpt is not None and start else None
-
-    def run_chunk(state, key, data, first, length):
-        def body(state, i):
-            return step(state, jax.random.fold_in(key, i), data)
-
-        return jax.lax.scan(body, state, first + jnp.arange(length))
-
-    run_chunk = jax.jit(run_chunk, static_argnums=4)
+    run_chunk = _chunk_runner(step)
     chunks = {k: [np.asarray(v)] for k, v in history.items()}
     bar = tqdm(total=num_steps, initial=start, desc=description, disable=not progress)
-    compiled, compile_seconds, steady_steps, steady_seconds = set(), 0.0, 0, 0.0
+    timing = _Timing()
     try:
         done = start
         while done < num_steps:
@@ -273,13 +254,7 @@ def fit(
             new_state, metrics = run_chunk(state, key, data, jnp.int32(done), boundary - done)
             metrics = {k: np.asarray(v) for k, v in metrics.items()}
             jax.block_until_ready(new_state)
-            seconds = time.perf_counter() - t0
-            if boundary - done in compiled:
-                steady_steps += boundary - done
-                steady_seconds += seconds
-            else:
-                compiled.add(boundary - done)
-                compile_seconds += seconds
+            timing.record(boundary - done, time.perf_counter() - t0)
             _check_finite(metrics, new_state, done, description, last_saved)
             state = new_state
             for k, v in metrics.items():
@@ -295,14 +270,70 @@ def fit(
         bar.close()
         if ckpt is not None:
             ckpt.close()
-    metrics = {k: np.concatenate(v) for k, v in chunks.items()}
     return FitResult(
         state=state,
         params=params_fn(state),
-        metrics=metrics,
-        compile_seconds=compile_seconds,
-        steps_per_second=steady_steps / steady_seconds if steady_steps else None,
+        metrics={k: np.concatenate(v) for k, v in chunks.items()},
+        compile_seconds=timing.compile_seconds,
+        steps_per_second=timing.steps_per_second,
     )
+
+
+def _check_fit_args(num_steps, chunk_size, resume, checkpoint_dir) -> None:
+    if num_steps < 0:
+        raise ValueError(f"num_steps must be >= 0, got {num_steps}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs checkpoint_dir")
+
+
+def _resume(ckpt, state, num_steps: int, resume: bool):
+    """``(first step, state, metric history)``: from the latest checkpoint when
+    resuming and there is one, else from the start."""
+    if not resume or ckpt.latest() is None:
+        return 0, state, {}
+    start = ckpt.latest()
+    if start > num_steps:
+        raise ValueError(
+            f"the latest checkpoint in {ckpt.directory} is at step {start}, beyond "
+            f"num_steps={num_steps}; pass a larger num_steps or another directory"
+        )
+    state, history = ckpt.restore(start, state)
+    return start, state, history
+
+
+def _chunk_runner(step):
+    """``(state, key, data, first, length) -> (state, metrics)``: ``length`` steps
+    in one jitted ``lax.scan``, step ``i`` keyed by ``fold_in(key, i)``."""
+
+    def run_chunk(state, key, data, first, length):
+        def body(state, i):
+            return step(state, jax.random.fold_in(key, i), data)
+
+        return jax.lax.scan(body, state, first + jnp.arange(length))
+
+    return jax.jit(run_chunk, static_argnums=4)
+
+
+class _Timing:
+    """Compile time (the first chunk of each length) apart from steady state."""
+
+    def __init__(self):
+        self.lengths: set = set()
+        self.compile_seconds, self.steps, self.seconds = 0.0, 0, 0.0
+
+    def record(self, length: int, seconds: float) -> None:
+        if length in self.lengths:
+            self.steps += length
+            self.seconds += seconds
+        else:
+            self.lengths.add(length)
+            self.compile_seconds += seconds
+
+    @property
+    def steps_per_second(self) -> float | None:
+        return self.steps / self.seconds if self.steps else None
 
 
 def _check_finite(metrics, state, first, description, last_saved):

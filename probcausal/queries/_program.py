@@ -32,6 +32,7 @@ from probcausal.errors import (
     UnknownSiteError,
 )
 from probcausal.handlers import do
+from probcausal.handlers._axis import world_stack
 from probcausal.handlers._scan import reach_into_scan, replayed, step_action
 from probcausal.handlers._stack import isolated
 from probcausal.handlers.do import WorldValue, broadcast_action
@@ -303,15 +304,6 @@ def raise_impossible(model, info, evidence, latents, possible, args, kwargs):
     value = np.asarray(xs)[idx]
     index = tuple(int(i) for i in idx) if np.size(xs) > 1 else None
     raise ImpossibleEvidenceError(site, _py(value), reason, index)
-
-
-def world_stack(values: Sequence, shape: tuple[int, ...] | None = None) -> jax.Array:
-    """Per-world values of one site as ``(num_worlds, *shape)`` (``shape``: the
-    site's shape; by default the broadcast of the worlds' shapes)."""
-    values = [jnp.asarray(v) for v in values]
-    if shape is None:
-        shape = jnp.broadcast_shapes(*(v.shape for v in values))
-    return jnp.stack([jnp.broadcast_to(v, shape) for v in values])
 
 
 class _CountKeys(Messenger):

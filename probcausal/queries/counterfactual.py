@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import jax
@@ -238,6 +239,35 @@ def _mark_possible(key, evidence, arg_dyn) -> None:
         pass
 
 
+@dataclass
+class _Query:
+    """A validated counterfactual query: what every later step reads."""
+
+    model: Callable
+    info: dict
+    evidence: dict
+    actions: list
+    single: bool
+    args: tuple
+    kwargs: dict
+    arg_split: tuple  # split_static of (args, kwargs)
+    state: tuple  # model_state(model)
+    traced: bool  # the evidence is traced by an enclosing transformation
+    check: bool  # NaN/inf in the evidence still to be checked, inside the program
+    latents: list
+    num_samples: int
+
+
+@dataclass
+class _Posterior:
+    """The abduction step's outcome: latent draws and how they were made."""
+
+    values: dict
+    method: str
+    chains: int = 1
+    diagnostics: dict = field(default_factory=dict)
+
+
 def run_counterfactual(
     model,
     evidence,
@@ -254,9 +284,43 @@ def run_counterfactual(
     """:func:`counterfactual`, or with ``summary=(fn, *static_args)`` the value of
     ``fn(values, *static_args)`` computed inside the compiled program (``fn`` a
     module-level function: it is part of the cache key), so that a query that only
-    needs a statistic of the worlds never writes them out."""
+    needs a statistic of the worlds never writes them out.
+
+    The steps: validate the query, infer the latents (abduction), plan and compile
+    the world program, run it and check the evidence, assemble the result."""
     check_sampling(rng_key, num_samples)
     check_engine_kwargs(engine_kwargs)
+    q = _validate(model, evidence, actions, num_samples, model_args, model_kwargs)
+    # split only when an engine needs its own key: a split is an eager dispatch
+    k_post, k_world = jax.random.split(rng_key) if q.latents else (None, rng_key)
+    post = _abduct(q, method, k_post, engine_kwargs)
+    key, build = _plan(q, post, summary, k_world)
+    inputs = (k_world, q.evidence, post.values, key[2], q.arg_split[0])
+    program = compiled(key[0] + (False,), lambda: build(False), jit=False)
+    *out, (bad, possible) = program(*inputs)
+    _check_evidence(q, post, key[0], bad, possible)
+    if summary is not None:
+        return out[0]
+    cf, factual = out
+    return CounterfactualResult(
+        cf,
+        factual_unobserved=factual,
+        noise_fn=lambda: compiled(key[0] + (True,), lambda: build(True), jit=False)(*inputs),
+        num_samples=num_samples,
+        _actions=q.actions,
+        latents=post.values,
+        evidence=q.evidence,
+        method=post.method,
+        chains=post.chains,
+        diagnostics=post.diagnostics,
+        single=q.single,
+        info=q.info,
+    )
+
+
+def _validate(model, evidence, actions, num_samples, model_args, model_kwargs) -> _Query:
+    """Check the evidence and actions against the model's sites (once, here), and
+    settle how NaN/inf in the evidence is checked."""
     kwargs = dict(model_kwargs or {})
     args = tuple(model_args)
     action_list, single = action_dicts(actions)
@@ -272,9 +336,7 @@ def run_counterfactual(
     )
     evidence = validate(info, evidence, action_list)
     action_list = validate_actions(info, action_list)
-
     latents = latent_ancestors(info, evidence)
-    requested, method = method, choose_method(info, latents, method, evidence)
     # NaN/inf evidence is refused once per JAX array (they are immutable): checked
     # eagerly and remembered, so that the first and later queries on the same
     # evidence share one compiled program. Evidence converted from NumPy is new on
@@ -293,187 +355,229 @@ def run_counterfactual(
             "query runs inside jax.jit, vmap or grad). Run this query outside the "
             "transformation; queries whose evidence fixes every noise term run inside."
         )
-    # split only when an engine needs its own key: a split is an eager dispatch
-    k_post, k_world = jax.random.split(rng_key) if latents else (None, rng_key)
-    infer = lambda method: posterior_latents(  # noqa: E731
+    return _Query(
         model,
         info,
         evidence,
+        action_list,
+        single,
+        args,
+        kwargs,
+        arg_split,
+        state,
+        traced,
+        check,
         latents,
-        method,
-        rng_key=k_post,
-        num_samples=num_samples,
-        model_args=args,
-        model_kwargs=kwargs,
-        **engine_kwargs,
+        num_samples,
     )
+
+
+def _abduct(q: _Query, requested: str, key, engine_kwargs) -> _Posterior:
+    """The posterior of the latents by the chosen engine; with ``method="auto"``,
+    NUTS when the Gaussian check fails and tempered SMC when the chains disagree."""
+    method = choose_method(q.info, q.latents, requested, q.evidence)
+
+    def infer(method):
+        return posterior_latents(
+            q.model,
+            q.info,
+            q.evidence,
+            q.latents,
+            method,
+            rng_key=key,
+            num_samples=q.num_samples,
+            model_args=q.args,
+            model_kwargs=q.kwargs,
+            **engine_kwargs,
+        )
+
     try:
-        latent_values = infer(method)
+        values = infer(method)
     except NotGaussian:
         if requested != "auto":
             raise
         method = "nuts"  # the static screen passed, the quadratic check did not
-        latent_values = infer(method)
-    method = getattr(latent_values, "method", None) or method
-    chains = getattr(latent_values, "chains", 1)
-    diagnostics = getattr(latent_values, "diagnostics", {})
+        values = infer(method)
+    post = _Posterior(
+        dict(values),
+        getattr(values, "method", None) or method,
+        getattr(values, "chains", 1),
+        getattr(values, "diagnostics", {}),
+    )
     if (
-        diagnostics
+        post.diagnostics
         and requested == "auto"
-        and method == "nuts"  # SMC moves continuous latents, summing discrete ones out
-        and num_samples >= 50 * chains  # with fewer draws R-hat says little
-        and max_r_hat(diagnostics) > R_HAT_SWITCH
+        and post.method == "nuts"  # SMC moves continuous latents, summing discrete ones out
+        and q.num_samples >= 50 * post.chains  # with fewer draws R-hat says little
+        and max_r_hat(post.diagnostics) > R_HAT_SWITCH
     ):
         # the chains found different modes and cannot weigh them: tempered SMC can
-        method, latent_values = "smc", infer("smc")
-        chains, diagnostics = 1, {}
-    warn_unconverged(diagnostics, method)
-    latent_values = dict(latent_values)
+        post = _Posterior(dict(infer("smc")), "smc")
+    warn_unconverged(post.diagnostics, post.method)
+    return post
+
+
+def _plan(q: _Query, post: _Posterior, summary, k_world):
+    """The cache key and the builder of the world program. Returns ``((base_key,
+    act_key, act_dyn), build)``; ``build(with_noise)`` makes the program."""
     # every site observed with an invertible mechanism: the noise is a function of
     # the evidence, so one run gives every sample (no sampling error)
-    exact_noise = all((n in evidence or s.observed) and s.exact for n, s in info.items())
-    runs = 1 if exact_noise else num_samples
-
-    act_dyn, act_key, act_rebuild = split_static(action_list, numbers_dynamic=True)
-    arg_dyn, arg_key, arg_rebuild = arg_split
+    exact_noise = all((n in q.evidence or s.observed) and s.exact for n, s in q.info.items())
+    runs = 1 if exact_noise else q.num_samples
+    act_dyn, act_key, act_rebuild = split_static(q.actions, numbers_dynamic=True)
+    arg_dyn, arg_key, arg_rebuild = q.arg_split
     base_key = (
         "counterfactual",
-        state,
+        q.state,
         act_key,
         arg_key,
-        signature((evidence, latent_values)),  # act_key, arg_key hold the rest
+        signature((q.evidence, post.values)),  # act_key, arg_key hold the rest
         runs,
-        num_samples,
-        single,
+        q.num_samples,
+        q.single,
         summary,
-        check,
+        q.check,
     )
 
     def build(with_noise: bool):
-        # Sites that draw their noise (no factual value) from a parameter-free
-        # standard distribution get it in one bulk draw for all samples: drawing per
-        # sample from per-sample PRNG keys costs several times more (a key split per
-        # site and sample).
-        bulk = {}
-        if runs > 1:
-            for n, s in info.items():
-                if n in evidence or n in latent_values or s.observed:
-                    continue
-                mech = mechanisms.standard_noise_mechanism(s.family)
-                if mech is not None:
-                    bulk[n] = mech
+        bulk = _bulk_noise(q, post, runs)
         counted: list = []
-        one = world_program(model, info, arg_rebuild, act_rebuild, len(action_list), counted)
-        lat_axis = 0 if latent_values else None
+        one = world_program(q.model, q.info, arg_rebuild, act_rebuild, len(q.actions), counted)
         shapes, needs_keys = {}, True
         if bulk:  # noise shapes, and whether any key is still drawn, shape-only
-            lat_one = jax.tree_util.tree_map(lambda a: a[0], latent_values)
-            example = (k_world, evidence, lat_one, act_dyn, arg_dyn)
+            lat_one = jax.tree_util.tree_map(lambda a: a[0], post.values)
+            example = (k_world, q.evidence, lat_one, act_dyn, arg_dyn)
             _, noise, _ = jax.eval_shape(one, *example)
             shapes = {n: noise[n] for n in sorted(bulk)}
             counted.clear()  # count the keys the run takes with the bulk noise given
             jax.eval_shape(one, *example, shapes)
             needs_keys = bool(counted)
-
-        # A summary reads the counterfactual worlds only. A site that each of them
-        # sets (by a value, not a function of its own value) then takes its natural
-        # value in the unread factual world alone: its noise is never drawn.
-        unread = {
-            n
-            for n in shapes
-            if summary is not None
-            and not _reads_factual(action_list)
-            and all(n in a and not _reads_value(a[n]) for a in action_list)
-        }
-
-        def draw(key):  # each site's stream is the same whether others are drawn or not
-            key, k_bulk = jax.random.split(key)
-            return key, {
-                n: bulk[n]
-                .sample_noise(jax.random.fold_in(k_bulk, i), (runs,) + s.shape)
-                .astype(s.dtype)
-                for i, (n, s) in enumerate(shapes.items())
-                if n not in unread
-            }
-
-        def batched(key, ev, lat, act, argl, drawn=None):
-            if unread:  # placeholders: XLA drops them with the factual world
-                drawn = {
-                    **drawn,
-                    **{n: jnp.zeros((runs,) + shapes[n].shape, shapes[n].dtype) for n in unread},
-                }
-            keys, key_axis = (jax.random.split(key, runs), 0) if needs_keys else (key, None)
-            values, noise, checks = jax.vmap(
-                one, in_axes=(key_axis, None, lat_axis, None, None, 0 if drawn else None)
-            )(keys, ev, lat, act, argl, drawn)
-            # evidence that is impossible under the model (outside a support, zero
-            # likelihood): one flag per site, all samples
-            possible = {n: jnp.all(c) for n, c in checks.items()}
-            if possible:  # one flag to read on the host, the per-site ones on failure
-                possible = (jnp.all(jnp.stack(list(possible.values()))), possible)
-            grow = lambda a: jnp.broadcast_to(a, (num_samples,) + a.shape[1:])
-            if with_noise:
-                return jax.tree_util.tree_map(grow, noise)
-            values = jax.tree_util.tree_map(grow, values)
-            cf = {n: (v[:, 1] if single else v[:, 1:]) for n, v in values.items()}
-            bad = (any_nonfinite(ev) if check else None, possible)
-            if summary is not None:
-                return summary[0](cf, *summary[1:]), bad
-            factual = {n: v[:, 0] for n, v in values.items() if n not in ev}
-            return cf, factual, bad
-
+        unread = _unread(q, shapes, summary)
+        batched = _batched(q, post, one, runs, shapes, unread, needs_keys, summary, with_noise)
         if not shapes:
             return jax.jit(batched)
-        # The bulk draw is a program of its own: fused into the world program, XLA
-        # recomputes the noise transforms (the normal's inverse error function) for
-        # every world that reads them.
-        draw_jit, batched_jit = jax.jit(draw), jax.jit(batched)
+        return _chained(_bulk_draw(bulk, shapes, unread, runs), batched)
 
-        def chained(key, *rest):
-            key, drawn = draw_jit(key)
-            return batched_jit(key, *rest, drawn)
+    return (base_key, act_key, act_dyn), build
 
-        return chained
 
-    inputs = (k_world, evidence, latent_values, act_dyn, arg_dyn)
-    program = compiled(base_key + (False,), lambda: build(False), jit=False)
-    *out, (bad, possible) = program(*inputs)
-    if check:
+def _bulk_noise(q: _Query, post: _Posterior, runs: int) -> dict:
+    """Sites that draw their noise (no factual value) from a parameter-free standard
+    distribution: they get it in one bulk draw for all samples, as drawing per
+    sample from per-sample PRNG keys costs several times more (a key split per site
+    and sample)."""
+    if runs == 1:
+        return {}
+    bulk = {}
+    for n, s in q.info.items():
+        if n in q.evidence or n in post.values or s.observed:
+            continue
+        mech = mechanisms.standard_noise_mechanism(s.family)
+        if mech is not None:
+            bulk[n] = mech
+    return bulk
+
+
+def _unread(q: _Query, shapes: dict, summary) -> set:
+    """Bulk-noise sites whose noise is never read: a summary reads the
+    counterfactual worlds only, so a site that each of them sets (by a value, not a
+    function of its own value) takes its natural value in the unread factual world
+    alone."""
+    return {
+        n
+        for n in shapes
+        if summary is not None
+        and not _reads_factual(q.actions)
+        and all(n in a and not _reads_value(a[n]) for a in q.actions)
+    }
+
+
+def _bulk_draw(bulk: dict, shapes: dict, unread: set, runs: int):
+    """The bulk noise draw of every site in ``shapes`` but the ``unread`` ones."""
+
+    def draw(key):  # each site's stream is the same whether others are drawn or not
+        key, k_bulk = jax.random.split(key)
+        return key, {
+            n: bulk[n]
+            .sample_noise(jax.random.fold_in(k_bulk, i), (runs,) + s.shape)
+            .astype(s.dtype)
+            for i, (n, s) in enumerate(shapes.items())
+            if n not in unread
+        }
+
+    return draw
+
+
+def _batched(
+    q: _Query, post: _Posterior, one, runs, shapes, unread, needs_keys, summary, with_noise
+):
+    """The world program over the samples (vmapped), with the evidence checks: one
+    flag per site that the evidence is possible, and NaN/inf when still unchecked."""
+    lat_axis = 0 if post.values else None
+    num_samples, single, check = q.num_samples, q.single, q.check
+
+    def batched(key, ev, lat, act, argl, drawn=None):
+        if unread:  # placeholders: XLA drops them with the factual world
+            zeros = {n: jnp.zeros((runs,) + shapes[n].shape, shapes[n].dtype) for n in unread}
+            drawn = {**drawn, **zeros}
+        keys, key_axis = (jax.random.split(key, runs), 0) if needs_keys else (key, None)
+        values, noise, checks = jax.vmap(
+            one, in_axes=(key_axis, None, lat_axis, None, None, 0 if drawn else None)
+        )(keys, ev, lat, act, argl, drawn)
+        # evidence that is impossible under the model (outside a support, zero
+        # likelihood): one flag per site, all samples
+        possible = {n: jnp.all(c) for n, c in checks.items()}
+        if possible:  # one flag to read on the host, the per-site ones on failure
+            possible = (jnp.all(jnp.stack(list(possible.values()))), possible)
+        grow = lambda a: jnp.broadcast_to(a, (num_samples,) + a.shape[1:])  # noqa: E731
+        if with_noise:
+            return jax.tree_util.tree_map(grow, noise)
+        values = jax.tree_util.tree_map(grow, values)
+        cf = {n: (v[:, 1] if single else v[:, 1:]) for n, v in values.items()}
+        bad = (any_nonfinite(ev) if check else None, possible)
+        if summary is not None:
+            return summary[0](cf, *summary[1:]), bad
+        factual = {n: v[:, 0] for n, v in values.items() if n not in ev}
+        return cf, factual, bad
+
+    return batched
+
+
+def _chained(draw, batched):
+    """The bulk draw as a program of its own, then the worlds: fused into the world
+    program, XLA recomputes the noise transforms (the normal's inverse error
+    function) for every world that reads them."""
+    draw_jit, batched_jit = jax.jit(draw), jax.jit(batched)
+
+    def chained(key, *rest):
+        key, drawn = draw_jit(key)
+        return batched_jit(key, *rest, drawn)
+
+    return chained
+
+
+def _check_evidence(q: _Query, post: _Posterior, base_key, bad, possible) -> None:
+    """Raise on NaN/inf or impossible evidence found by the program. Evidence found
+    possible once stays so while the arrays it was read from are the same (JAX
+    arrays are immutable) and nothing random enters the check (no latent ancestor):
+    later queries on it skip reading the flag back."""
+    if q.check:
         if bool(bad):
-            check_finite(evidence)  # names the site and counts the bad values
-        mark_finite(evidence)
-    # Evidence found possible once stays so while the arrays it was read from are
-    # the same (JAX arrays are immutable) and nothing random enters the check (no
-    # latent ancestor): later queries on it skip reading the flag back.
+            check_finite(q.evidence)  # names the site and counts the bad values
+        mark_finite(q.evidence)
+    arg_dyn = q.arg_split[0]
     remember = None
-    if possible and not traced and not latents:
-        remember = _possible_key(base_key, evidence, arg_dyn)
-    if possible and not traced and not _known_possible(remember) and not bool(possible[0]):
+    if possible and not q.traced and not q.latents:
+        remember = _possible_key(base_key, q.evidence, arg_dyn)
+    if possible and not q.traced and not _known_possible(remember) and not bool(possible[0]):
         raise_impossible(
-            model,
-            info,
-            evidence,
-            latent_values,
+            q.model,
+            q.info,
+            q.evidence,
+            post.values,
             {n: bool(v) for n, v in possible[1].items()},
-            args,
-            kwargs,
+            q.args,
+            q.kwargs,
         )
     if remember is not None:
-        _mark_possible(remember, evidence, arg_dyn)
-    if summary is not None:
-        return out[0]
-    cf, factual = out
-    return CounterfactualResult(
-        cf,
-        factual_unobserved=factual,
-        noise_fn=lambda: compiled(base_key + (True,), lambda: build(True), jit=False)(*inputs),
-        num_samples=num_samples,
-        _actions=action_list,
-        latents=latent_values,
-        evidence=evidence,
-        method=method,
-        chains=chains,
-        diagnostics=diagnostics,
-        single=single,
-        info=info,
-    )
+        _mark_possible(remember, q.evidence, arg_dyn)

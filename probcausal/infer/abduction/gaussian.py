@@ -92,6 +92,44 @@ def _gaussian_candidate(info: Mapping[str, SiteInfo], latents: list[str], eviden
     return sum(_unit_layout(info, latents).widths) <= _GAUSSIAN_MAX_UNIT_DIM
 
 
+def _conjugate_draws(grad, layout: _UnitLayout, key, num_samples: int):
+    """Draws from N(P^-1 g, P^-1) per unit, with ``g`` the gradient of the log
+    joint at 0 and ``P`` minus its Hessian (one Hessian-vector product per value of
+    a unit), and whether the log joint is quadratic (checked at two random points:
+    around 0 and around the posterior)."""
+    width = sum(layout.widths)
+    zero = jnp.zeros((layout.units, width))
+    g = grad(zero)
+    probes = jnp.broadcast_to(jnp.eye(width)[:, None, :], (width, layout.units, width))
+    cols = jax.vmap(lambda v: jax.jvp(grad, (zero,), (v,))[1])(probes)
+    hess = jnp.moveaxis(cols, 0, -1)  # (units, row, col)
+    prec = -0.5 * (hess + jnp.swapaxes(hess, -1, -2))
+    if width == 1:  # scalars: no factorization to compile
+        chol = jnp.sqrt(prec)
+        mean, chol_inv = g / prec[..., 0], 1.0 / chol
+    else:
+        chol = jnp.linalg.cholesky(prec)
+        mean = jax.scipy.linalg.cho_solve((chol, True), g[..., None])[..., 0]
+        eye = jnp.broadcast_to(jnp.eye(width), prec.shape)
+        chol_inv = jax.scipy.linalg.solve_triangular(chol, eye, lower=True)
+    # z = mean + L^{-T} eps has covariance L^{-T} L^{-1} = P^{-1}; one draw for the
+    # samples and the check's probe (one random program to compile)
+    eps = jax.random.normal(key, (num_samples + 1, layout.units, width))
+    probe, eps = eps[-1], eps[:-1]
+    z = mean + jnp.einsum("uji,suj->sui", chol_inv, eps)
+    sd = jnp.sqrt(jnp.sum(chol_inv**2, axis=-2))
+
+    def residual(point):  # relative misfit of grad f = g - P z
+        want = g - jnp.einsum("uij,uj->ui", prec, point)
+        got = grad(point)
+        scale = jnp.abs(g) + jnp.abs(want - g)
+        return jnp.max(jnp.abs(got - want) - 1e-4 * scale - 1e-5 * jnp.max(scale))
+
+    misfit = jnp.maximum(residual(probe), residual(mean + probe * sd))
+    ok = jnp.all(jnp.isfinite(chol)) & (misfit <= 0) & jnp.all(jnp.isfinite(mean))
+    return layout.from_units(z), ok
+
+
 def _gaussian(model, info, evidence, latents, key, num_samples, args, kwargs):
     """The exact posterior of linear-Gaussian latents, by the conjugate update.
 
@@ -119,8 +157,6 @@ def _gaussian(model, info, evidence, latents, key, num_samples, args, kwargs):
     arg_dyn, arg_key, arg_rebuild = split_static((tuple(args), dict(kwargs)), False)
 
     def build(layout: _UnitLayout):
-        width = sum(layout.widths)
-
         def run(key, ev, frozen, arg_leaves):
             a, kw = arg_rebuild(arg_leaves)
             inner = _Freeze(condition(model, ev), frozen)
@@ -129,36 +165,7 @@ def _gaussian(model, info, evidence, latents, key, num_samples, args, kwargs):
                 f = lambda z: log_density(inner, a, kw, layout.from_units(z))[0]  # noqa: E731
                 return jax.grad(f)(z)
 
-            zero = jnp.zeros((layout.units, width))
-            g = grad(zero)
-            probes = jnp.broadcast_to(jnp.eye(width)[:, None, :], (width, layout.units, width))
-            cols = jax.vmap(lambda v: jax.jvp(grad, (zero,), (v,))[1])(probes)
-            hess = jnp.moveaxis(cols, 0, -1)  # (units, row, col)
-            prec = -0.5 * (hess + jnp.swapaxes(hess, -1, -2))
-            if width == 1:  # scalars: no factorization to compile
-                chol = jnp.sqrt(prec)
-                mean, chol_inv = g / prec[..., 0], 1.0 / chol
-            else:
-                chol = jnp.linalg.cholesky(prec)
-                mean = jax.scipy.linalg.cho_solve((chol, True), g[..., None])[..., 0]
-                eye = jnp.broadcast_to(jnp.eye(width), prec.shape)
-                chol_inv = jax.scipy.linalg.solve_triangular(chol, eye, lower=True)
-            # z = mean + L^{-T} eps has covariance L^{-T} L^{-1} = P^{-1}; one draw
-            # for the samples and the check's probe (one random program to compile)
-            eps = jax.random.normal(key, (num_samples + 1, layout.units, width))
-            probe, eps = eps[-1], eps[:-1]
-            z = mean + jnp.einsum("uji,suj->sui", chol_inv, eps)
-            sd = jnp.sqrt(jnp.sum(chol_inv**2, axis=-2))
-
-            def residual(point):  # relative misfit of grad f = g - P z
-                want = g - jnp.einsum("uij,uj->ui", prec, point)
-                got = grad(point)
-                scale = jnp.abs(g) + jnp.abs(want - g)
-                return jnp.max(jnp.abs(got - want) - 1e-4 * scale - 1e-5 * jnp.max(scale))
-
-            misfit = jnp.maximum(residual(probe), residual(mean + probe * sd))
-            ok = jnp.all(jnp.isfinite(chol)) & (misfit <= 0) & jnp.all(jnp.isfinite(mean))
-            return layout.from_units(z), ok
+            return _conjugate_draws(grad, layout, key, num_samples)
 
         return run
 

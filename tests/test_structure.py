@@ -1,5 +1,6 @@
-"""The package's import graph: no cycle among its modules, and no import of a
-probcausal module inside a function (the way a cycle is usually hidden)."""
+"""The package's shape: no import cycle among its modules, no import of a probcausal
+module inside a function (the way a cycle is usually hidden), short functions in the
+query layers."""
 
 import ast
 import pathlib
@@ -65,3 +66,26 @@ def test_no_import_cycle_and_none_inside_functions():
     assert not hidden, "imports inside functions: " + ", ".join(sorted(set(hidden)))
     cycles = [c for c in nx.simple_cycles(g) if len(c) > 1]
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles[:10])
+
+
+def _code_lines(fn: ast.FunctionDef) -> int:
+    """A function's lines, its docstring left out."""
+    lines = fn.end_lineno - fn.lineno + 1
+    first = fn.body[0]
+    if isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant):
+        if isinstance(first.value.value, str):
+            lines -= first.end_lineno - first.lineno + 1
+    return lines
+
+
+def test_functions_of_the_query_layers_are_short():
+    """No function in handlers/, queries/ or infer/ over 80 lines of code (its
+    docstring not counted)."""
+    long = []
+    for layer in ("handlers", "queries", "infer"):
+        for path in sorted((ROOT / layer).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    if (n := _code_lines(node)) > 80:
+                        long.append(f"{path.relative_to(ROOT)}:{node.name} ({n} lines)")
+    assert not long, "functions over 80 lines: " + ", ".join(long)
