@@ -15,18 +15,19 @@ from probcausal.handlers._stack import isolated
 from probcausal.infer.abduction._base import (
     Engine,
     Posterior,
-    _inference_model,
     moving_refusal,
 )
 from probcausal.infer.abduction.enumeration import _eliminate
 
 
-def _mcmc(inner, method, latents, key, num_samples, num_warmup, num_chains, progress, args, kw):
+def _mcmc(inner, method, latents, key, num_samples, mcmc_options, args, kw):
     """NUTS (or DiscreteHMCGibbs) with several chains run vectorized from dispersed
     starting points (NumPyro's uniform initialisation in [-2, 2] on the unconstrained
-    scale, a key per chain); R-hat and ESS per latent site."""
+    scale, a key per chain); R-hat and ESS per latent site. ``mcmc_options``:
+    ``(num_warmup, num_chains, progress_bar)``."""
     from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 
+    num_warmup, num_chains, progress = mcmc_options
     if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 1:
         raise ValueError(f"`num_chains` must be a positive int, got {num_chains!r}")
     kernel = NUTS(inner)
@@ -67,7 +68,7 @@ def _mcmc(inner, method, latents, key, num_samples, num_warmup, num_chains, prog
     )
 
 
-def _marginal_nuts(model, info, evidence, latents, key, num_samples, mcmc_args, args, kwargs):
+def _marginal_nuts(problem, key, num_samples, mcmc_options):
     """NUTS over the continuous latents with the discrete ones summed out of the
     density (NumPyro's parallel enumeration), then the discrete latents drawn
     exactly given each continuous draw (variable elimination). Unlike Gibbs, the
@@ -75,30 +76,31 @@ def _marginal_nuts(model, info, evidence, latents, key, num_samples, mcmc_args, 
     broadcast over enumerated values falls back to DiscreteHMCGibbs."""
     from numpyro.contrib.funsor import config_enumerate
 
-    discrete = [n for n in latents if info[n].discrete]
-    continuous = [n for n in latents if n not in discrete]
+    p, args, kwargs = problem, problem.args, problem.kwargs
     k_mcmc, k_discrete = jax.random.split(key)
-    inner = _inference_model(model, info, evidence, latents, args, kwargs)
+    inner = p.inference_model()
     try:
         with isolated():
+            enumerated = config_enumerate(inner)
             post = _mcmc(
-                config_enumerate(inner),
-                "nuts",
-                continuous,
-                k_mcmc,
-                num_samples,
-                *mcmc_args,
-                args,
-                kwargs,
+                enumerated, "nuts", p.continuous, k_mcmc, num_samples, mcmc_options, args, kwargs
             )
         draws = _eliminate(
-            model, info, evidence, discrete, k_discrete, num_samples, args, kwargs, given=dict(post)
+            p.model,
+            p.info,
+            p.evidence,
+            p.discrete,
+            k_discrete,
+            num_samples,
+            args,
+            kwargs,
+            given=dict(post),
         )
     except (ValueError, TypeError, IndexError):
         draws = None
     if draws is None:
         with isolated():
-            post = _mcmc(inner, "gibbs", latents, key, num_samples, *mcmc_args, args, kwargs)
+            post = _mcmc(inner, "gibbs", p.latents, key, num_samples, mcmc_options, args, kwargs)
         post.method = "gibbs"
         return post
     return Posterior({**post, **draws}, chains=post.chains, diagnostics=post.diagnostics)
@@ -107,60 +109,30 @@ def _marginal_nuts(model, info, evidence, latents, key, num_samples, mcmc_args, 
 _MCMC_OPTIONS = {"num_warmup": 500, "num_chains": 4, "progress_bar": False}
 
 
-class NUTSEngine(Engine):
-    """NUTS, several vectorized chains (``"nuts"``); discrete latents summed out."""
+class _Chains(Engine):
+    """MCMC chains of NumPyro's ``kernel`` ("nuts" or "gibbs")."""
 
     options = _MCMC_OPTIONS
+    kernel = ""
+
+    def posterior(self, problem, rng_key, num_samples, num_warmup, num_chains, progress_bar):
+        options = (num_warmup, num_chains, progress_bar)
+        if self.kernel == "nuts" and problem.discrete:
+            return _marginal_nuts(problem, rng_key, num_samples, options)
+        inner, p = problem.inference_model(), problem
+        return _mcmc(inner, self.kernel, p.latents, rng_key, num_samples, options, p.args, p.kwargs)
+
+
+class GibbsEngine(_Chains):
+    """DiscreteHMCGibbs (``"gibbs"``): discrete latents of any support, in plates."""
+
+    kernel = "gibbs"
+
+
+class NUTSEngine(_Chains):
+    """NUTS, several vectorized chains (``"nuts"``); discrete latents summed out."""
+
+    kernel = "nuts"
 
     def refusal(self, info, latents):
         return moving_refusal("nuts", info, latents)
-
-    def posterior(self, problem, rng_key, num_samples, num_warmup, num_chains, progress_bar):
-        p = problem
-        if p.discrete:
-            return _marginal_nuts(
-                p.model,
-                p.info,
-                p.evidence,
-                p.latents,
-                rng_key,
-                num_samples,
-                (num_warmup, num_chains, progress_bar),
-                p.args,
-                p.kwargs,
-            )
-        inner = p.inference_model()
-        return _mcmc(
-            inner,
-            "nuts",
-            p.latents,
-            rng_key,
-            num_samples,
-            num_warmup,
-            num_chains,
-            progress_bar,
-            p.args,
-            p.kwargs,
-        )
-
-
-class GibbsEngine(Engine):
-    """DiscreteHMCGibbs (``"gibbs"``): discrete latents of any support, in plates."""
-
-    options = _MCMC_OPTIONS
-
-    def posterior(self, problem, rng_key, num_samples, num_warmup, num_chains, progress_bar):
-        p = problem
-        inner = p.inference_model()
-        return _mcmc(
-            inner,
-            "gibbs",
-            p.latents,
-            rng_key,
-            num_samples,
-            num_warmup,
-            num_chains,
-            progress_bar,
-            p.args,
-            p.kwargs,
-        )

@@ -16,9 +16,11 @@ from probcausal.infer.abduction._base import (
 )
 
 
-def _rejection(model, info, evidence, latents, key, num_samples, args, kwargs, max_draws, atol):
+def _rejection(problem, key, num_samples, max_draws, atol):
     """Exact posterior draws by rejection: run the model forward from the prior and
     keep the runs whose evidence sites equal the evidence (within ``atol``)."""
+    model, info, evidence, latents = problem.model, problem.info, problem.evidence, problem.latents
+    args, kwargs = problem.args, problem.kwargs
     from numpyro.distributions import Delta
 
     noisy = [n for n in evidence if not issubclass(info[n].family, Delta)]
@@ -72,16 +74,4 @@ class Rejection(Engine):
     options = {"max_draws": 1_000_000, "atol": 1e-5}
 
     def posterior(self, problem, rng_key, num_samples, max_draws, atol):
-        p = problem
-        return _rejection(
-            p.model,
-            p.info,
-            p.evidence,
-            p.latents,
-            rng_key,
-            num_samples,
-            p.args,
-            p.kwargs,
-            max_draws,
-            atol,
-        )
+        return _rejection(problem, rng_key, num_samples, max_draws, atol)

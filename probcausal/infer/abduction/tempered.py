@@ -13,7 +13,6 @@ from probcausal.infer.abduction._base import (
     Engine,
     Posterior,
     _frozen,
-    _inference_model,
     moving_refusal,
 )
 from probcausal.infer.abduction.enumeration import _eliminate, _enumerated_trace, _factors
@@ -21,14 +20,13 @@ from probcausal.infer.elimination import eliminate, elimination_order
 from probcausal.infer.smc import tempered_smc
 
 
-def _marginal_smc(model, info, evidence, latents, key, num_samples, num_particles, args, kwargs):
+def _marginal_smc(problem, key, num_samples, num_particles):
     """Tempered SMC over the continuous latents with the discrete ones summed out by
     variable elimination: the prior ``p(z)`` and likelihood ``p(e | z)`` are both
     sums over the discrete latents (a mixture has several modes that chains cannot
     weigh), then the discrete latents drawn exactly given each continuous draw."""
-
-    discrete = [n for n in latents if info[n].discrete]
-    continuous = [n for n in latents if n not in discrete]
+    model, info, evidence, latents = problem.model, problem.info, problem.evidence, problem.latents
+    args, kwargs, discrete = problem.args, problem.kwargs, problem.discrete
     depth = max((len(s.batch_shape) for s in info.values()), default=0)
     frozen = _frozen(model, info, evidence, latents, args, kwargs)
     seen = {n for n, s in info.items() if s.observed} | set(evidence)
@@ -45,10 +43,17 @@ def _marginal_smc(model, info, evidence, latents, key, num_samples, num_particle
         return out[0], out[1] - out[0]
 
     k_smc, k_discrete = jax.random.split(key)
-    inner = _inference_model(model, info, evidence, latents, args, kwargs)
+    inner = problem.inference_model()
     with isolated():
         post = tempered_smc(
-            inner, continuous, k_smc, num_samples, args, kwargs, num_particles, densities=densities
+            inner,
+            problem.continuous,
+            k_smc,
+            num_samples,
+            args,
+            kwargs,
+            num_particles,
+            densities=densities,
         )
     draws = _eliminate(
         model, info, evidence, discrete, k_discrete, num_samples, args, kwargs, given=dict(post)
@@ -71,19 +76,15 @@ class TemperedSMC(Engine):
         return moving_refusal("smc", info, latents)
 
     def posterior(self, problem, rng_key, num_samples, num_particles):
-        p = problem
-        if p.discrete:
-            return _marginal_smc(
-                p.model,
-                p.info,
-                p.evidence,
-                p.latents,
-                rng_key,
-                num_samples,
-                num_particles,
-                p.args,
-                p.kwargs,
-            )
+        if problem.discrete:
+            return _marginal_smc(problem, rng_key, num_samples, num_particles)
+        inner = problem.inference_model()
         return tempered_smc(
-            p.inference_model(), p.latents, rng_key, num_samples, p.args, p.kwargs, num_particles
+            inner,
+            problem.latents,
+            rng_key,
+            num_samples,
+            problem.args,
+            problem.kwargs,
+            num_particles,
         )
