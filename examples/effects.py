@@ -22,7 +22,8 @@ def main():
     key = jax.random.PRNGKey(0)
     kw = dict(rng_key=key, num_samples=4000)
     print(f"ATE  = {float(pc.ate(training, 't', 'y', 1, 0, **kw)):.3f}  (2.3)")
-    print(f"CATE | z=1 = {float(pc.cate(training, 't', 'y', {'z': 1.0}, 1, 0, **kw)):.3f}  (2.8)")
+    cate = pc.cate(training, "t", "y", 1, 0, evidence={"z": 1.0}, **kw)
+    print(f"CATE | z=1 = {float(cate):.3f}  (2.8)")
     print(f"ETT  = {float(pc.ett(training, 't', 'y', 1, 0, **kw)):.3f}  (2.3 + 0.5 E[z | t=1])")
     fx = pc.mediation(training, "t", "m", "y", 1, 0, **kw)
     print(

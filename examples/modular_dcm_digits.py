@@ -34,7 +34,9 @@ def main():
     truth = ex.true_interventional()
     fig, axes = plt.subplots(3, 8, figsize=(8, 3.4))
     for d in range(3):
-        draws = dcm.interventional({"D": d}, 4000, jax.random.key(d), outcome=["I", "Y"])
+        draws = dcm.interventional(
+            {"D": d}, num_samples=4000, rng_key=jax.random.key(d), outcome=["I", "Y"]
+        )
         naive = data["Y"][data["D"] == d].mean()
         print(
             f"P(Y=1 | do(D={d})): learned {float(jnp.mean(draws['Y'])):.3f}  "
@@ -44,7 +46,7 @@ def main():
             axes[d, j].imshow(np.asarray(draws["I"][j]), vmin=0, vmax=1)
             axes[d, j].axis("off")
         axes[d, 0].set_title(f"do(D={d})", fontsize=9, loc="left")
-    cf = dcm.counterfactual({"D": 0}, {"D": 2}, 2000, jax.random.key(7))
+    cf = dcm.counterfactual({"D": 0}, {"D": 2}, num_samples=2000, rng_key=jax.random.key(7))
     print(
         f"P(Y_(D=2) = 1 | D = 0): learned {float(jnp.mean(cf['Y'])):.3f}  "
         f"true {ex.true_ett()[0, 2]:.3f}"

@@ -258,14 +258,17 @@ def run(*, quick: bool = True, seed: int = 0, progress: bool = True, **overrides
     learned, correct = [], []
     for d in range(CLASSES):
         draws = dcm.interventional(
-            {"D": d}, cfg["draws"], jax.random.fold_in(k_do, d), outcome=["I", "Y"]
+            {"D": d},
+            num_samples=cfg["draws"],
+            rng_key=jax.random.fold_in(k_do, d),
+            outcome=["I", "Y"],
         )
         learned.append(float(jnp.mean(draws["Y"])))
         labels = np.asarray(jnp.argmax(classify(draws["I"]), -1))
         correct.append(float(np.mean(labels == d)))
     learned = np.array(learned)
 
-    obs = dcm.interventional({}, cfg["draws"], k_obs, outcome=["D", "Y"])
+    obs = dcm.interventional({}, num_samples=cfg["draws"], rng_key=k_obs, outcome=["D", "Y"])
 
     def joint(d, y):  # the empirical P(D, Y)
         counts = np.zeros((CLASSES, 2))
@@ -280,7 +283,10 @@ def run(*, quick: bool = True, seed: int = 0, progress: bool = True, **overrides
         for e in range(CLASSES):
             if d != e:
                 cf = dcm.counterfactual(
-                    {"D": d}, {"D": e}, cfg["draws"] // 5, jax.random.fold_in(k_cf, 3 * d + e)
+                    {"D": d},
+                    {"D": e},
+                    num_samples=cfg["draws"] // 5,
+                    rng_key=jax.random.fold_in(k_cf, 3 * d + e),
                 )
                 ett[d, e] = float(jnp.mean(cf["Y"]))
     off = ~np.eye(CLASSES, dtype=bool)

@@ -42,12 +42,18 @@ def ate(
     *,
     rng_key: jax.Array,
     num_samples: int = 1000,
+    method: str = "auto",
     model_args: tuple = (),
     model_kwargs: Mapping[str, Any] | None = None,
+    **engine_kwargs,
 ) -> jax.Array:
     """Average treatment effect ``E[Y_{treated}] - E[Y_{control}]``.
 
-    Averaged over samples and over the outcome's plate elements.
+    Averaged over samples and over the outcome's plate elements; an outcome with
+    an event shape (a vector site, the one-hot value of a discrete neural site)
+    keeps it: one effect per component (for a one-hot, the change in each class's
+    probability). ``method`` and ``**engine_kwargs`` choose the abduction engine
+    when the model holds ``obs=`` values (see :func:`interventional`).
 
     Examples
     --------
@@ -59,31 +65,45 @@ def ate(
     >>> round(float(pc.ate(model, "x", "y", rng_key=jax.random.PRNGKey(0))), 4)
     3.0
     """
-    s = interventional(
+    result = interventional(
         model,
         [{treatment: treated}, {treatment: control}],
         rng_key=rng_key,
         num_samples=num_samples,
+        method=method,
         model_args=model_args,
         model_kwargs=model_kwargs,
-    )[outcome]
-    return jnp.mean(s[:, 0] - s[:, 1])
+        **engine_kwargs,
+    )
+    s = result[outcome]
+    return _mean_effect(s[:, 0] - s[:, 1], result.info[outcome], per_unit=False)
+
+
+def _mean_effect(d, site, per_unit: bool) -> jax.Array:
+    """The mean of per-sample effects ``d`` (``(num_samples, *site shape)``) over the
+    samples and, unless ``per_unit``, over the site's plate (batch) elements; its
+    event dims are kept."""
+    batch = jnp.ndim(d) - 1 - site.event_dim
+    axes = (0,) if per_unit else tuple(range(1 + max(batch, 0)))
+    return jnp.mean(d, axis=axes)
 
 
 def _contrast(model, treatment, outcome, treated, control, evidence, **kw):
+    """Per-sample effects ``Y_treated - Y_control`` given ``evidence``, and the
+    outcome's site facts."""
     cf = counterfactual(model, evidence, [{treatment: treated}, {treatment: control}], **kw)
     y = cf[outcome]
-    return y[:, 0] - y[:, 1]
+    return y[:, 0] - y[:, 1], cf.info[outcome]
 
 
 def cate(
     model: Callable,
     treatment: str,
     outcome: str,
-    evidence: Mapping[str, Any],
     treated: Any = 1.0,
     control: Any = 0.0,
     *,
+    evidence: Mapping[str, Any],
     rng_key: jax.Array,
     num_samples: int = 1000,
     method: str = "auto",
@@ -94,7 +114,8 @@ def cate(
     """Conditional average treatment effect ``E[Y_t - Y_c | evidence]``.
 
     ``evidence`` holds covariates (per unit, inside plates, for unit-level effects).
-    Returns an array of the outcome's shape: the effect per unit.
+    Returns an array of the outcome's shape: the effect per unit (and per
+    component of an event-shaped outcome).
 
     Examples
     --------
@@ -104,10 +125,10 @@ def cate(
     ...     z = numpyro.sample("z", dist.Normal(0, 1))
     ...     t = numpyro.sample("t", dist.Normal(z, 1))
     ...     numpyro.sample("y", dist.Normal(t * (1 + z), 1))
-    >>> float(pc.cate(model, "t", "y", {"z": 2.0}, rng_key=jax.random.PRNGKey(0)))
+    >>> float(pc.cate(model, "t", "y", evidence={"z": 2.0}, rng_key=jax.random.PRNGKey(0)))
     3.0
     """
-    d = _contrast(
+    d, site = _contrast(
         model,
         treatment,
         outcome,
@@ -121,7 +142,7 @@ def cate(
         model_kwargs=model_kwargs,
         **engine_kwargs,
     )
-    return jnp.mean(d, axis=0)
+    return _mean_effect(d, site, per_unit=True)
 
 
 def ett(
@@ -139,7 +160,8 @@ def ett(
     model_kwargs: Mapping[str, Any] | None = None,
     **engine_kwargs,
 ) -> jax.Array:
-    """Effect of treatment on the treated, ``E[Y_t - Y_c | T = t]``.
+    """Effect of treatment on the treated, ``E[Y_t - Y_c | T = t]``, averaged over
+    the samples and the outcome's plate elements (event dims kept, as in :func:`ate`).
 
     Examples
     --------
@@ -154,7 +176,7 @@ def ett(
     1.8
     """
     ev = {treatment: treated, **dict(evidence or {})}
-    d = _contrast(
+    d, site = _contrast(
         model,
         treatment,
         outcome,
@@ -168,7 +190,7 @@ def ett(
         model_kwargs=model_kwargs,
         **engine_kwargs,
     )
-    return jnp.mean(d)
+    return _mean_effect(d, site, per_unit=False)
 
 
 def mediation(

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from probcausal.compilation import compiled, model_state, signature, split_static
 from probcausal.handlers.do import action_label, unique_labels
+from probcausal.infer.abduction import check_engine_kwargs
 from probcausal.queries._program import (
     action_dicts,
     check_sampling,
@@ -51,6 +52,7 @@ def interventional(
     *,
     rng_key: jax.Array,
     num_samples: int = 1000,
+    method: str = "auto",
     model_args: tuple = (),
     model_kwargs: Mapping[str, Any] | None = None,
     **engine_kwargs,
@@ -60,8 +62,8 @@ def interventional(
     Values the model receives through ``obs=`` are evidence about the factual
     world, as in every query: the intervened worlds are then computed from the
     noise abducted from them (``E[Y_x | obs]``, a counterfactual), with the
-    abduction engine chosen as :func:`counterfactual` chooses it
-    (``**engine_kwargs`` go to it). Without ``obs=`` sites this is plain
+    abduction engine chosen as :func:`counterfactual` chooses it (``method`` and
+    ``**engine_kwargs`` go to it). Without ``obs=`` sites this is plain
     ancestral sampling of the intervened model.
 
     One jitted, vectorized program per structure. With a list of action dicts the
@@ -88,6 +90,7 @@ def interventional(
     2.0
     """
     check_sampling(rng_key, num_samples)
+    check_engine_kwargs(engine_kwargs)
     kwargs = dict(model_kwargs or {})
     args = tuple(model_args)
     action_list, single = action_dicts(actions)
@@ -104,6 +107,7 @@ def interventional(
             action_list[0] if single else action_list,
             rng_key=rng_key,
             num_samples=num_samples,
+            method=method,
             model_args=args,
             model_kwargs=kwargs,
             **dict(engine_kwargs),

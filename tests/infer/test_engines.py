@@ -2,7 +2,6 @@
 queries; its options pass through, its refusals are named."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist

@@ -72,14 +72,18 @@ def test_non_identifiable_queries_are_refused_unless_allowed():
     with pytest.raises(
         pc.NotIdentifiableError, match=r"P\(Y \| do\(D\)\) is not identifiable"
     ) as e:
-        dcm.interventional({"D": 0}, 10, jax.random.key(0))
+        dcm.interventional({"D": 0}, num_samples=10, rng_key=jax.random.key(0))
     assert "allow_unidentifiable=True" in e.value.__notes__[0]
     with pytest.raises(pc.errors.NotFittedError, match=r"\['D', 'Y'\] are not trained"):
-        dcm.interventional({"D": 0}, 10, jax.random.key(0), allow_unidentifiable=True)
+        dcm.interventional(
+            {"D": 0}, num_samples=10, rng_key=jax.random.key(0), allow_unidentifiable=True
+        )
     rng = np.random.default_rng(0)
     labels = {"D": rng.integers(0, 3, 64), "Y": rng.integers(0, 2, 64)}
     dcm.fit(labels, steps=1, rng_key=jax.random.key(0), batch_size=32, progress=False)
-    draws = dcm.interventional({"D": 0}, 10, jax.random.key(0), allow_unidentifiable=True)
+    draws = dcm.interventional(
+        {"D": 0}, num_samples=10, rng_key=jax.random.key(0), allow_unidentifiable=True
+    )
     assert draws["Y"].shape == (10,) and set(np.unique(draws["D"])) == {0}
 
 
@@ -100,7 +104,7 @@ def test_bad_variables_and_data_are_named():
     with pytest.raises(pc.errors.TrainingDataError, match=r"lack the variable\(s\) \['Y'\]"):
         dcm.fit({"D": np.zeros(8), "M": np.zeros(8)}, steps=1, rng_key=jax.random.key(0))
     with pytest.raises(pc.errors.NotFittedError, match="not trained yet"):
-        dcm.interventional({"D": 0}, 10, jax.random.key(0))
+        dcm.interventional({"D": 0}, num_samples=10, rng_key=jax.random.key(0))
 
 
 @pytest.mark.slow
@@ -116,7 +120,14 @@ def test_modular_training_recovers_the_front_door_interventional():
     )
     assert set(history) == {("M",), ("D", "Y")}
     learned = np.array(
-        [float(dcm.interventional({"D": d}, 4000, jax.random.key(2))["Y"].mean()) for d in range(3)]
+        [
+            float(
+                dcm.interventional({"D": d}, num_samples=4000, rng_key=jax.random.key(2))[
+                    "Y"
+                ].mean()
+            )
+            for d in range(3)
+        ]
     )
     truth = _true_do()
     tv_learned = np.abs(learned - truth).mean()  # binary Y: TV = |p - q|
@@ -128,7 +139,7 @@ def test_modular_training_recovers_the_front_door_interventional():
 
     # the effect of treatment on the treated, P(Y_{D=2} = 1 | D = 0) = 0.511, apart
     # from P(Y = 1 | do(D = 2)) = 0.665 and the naive P(Y = 1 | D = 2) = 0.811
-    cf = dcm.counterfactual({"D": 0}, {"D": 2}, 4000, jax.random.key(3))
+    cf = dcm.counterfactual({"D": 0}, {"D": 2}, num_samples=4000, rng_key=jax.random.key(3))
     assert set(np.unique(cf["D"]).tolist()) == {2}
     assert abs(float(cf["Y"].mean()) - _true_ett(0, 2)) < 0.07
 
@@ -150,7 +161,7 @@ def test_options_are_checked_and_named():
         dcm.fit(data, steps=2, rng_key=jax.random.key(0), pack=3, progress=False)
     with pytest.raises(ValueError, match=r"\['M'\] are not discrete"):
         ModularDCM(FRONT_DOOR, {**variables, "M": Continuous()}, hidden=(8,)).counterfactual(
-            {"M": 0.5}, {"D": 1}, 10, jax.random.key(0)
+            {"M": 0.5}, {"D": 1}, num_samples=10, rng_key=jax.random.key(0)
         )
 
 
@@ -202,5 +213,35 @@ def test_image_variables_get_convolutional_networks():
         data, steps=2, rng_key=jax.random.key(0), train=["I"], batch_size=16, progress=False
     )
     assert list(history) == [("I",)] and np.isfinite(history[("I",)]["loss"]).all()
-    draws = dcm.interventional({"D": 1}, 5, jax.random.key(1))
+    draws = dcm.interventional({"D": 1}, num_samples=5, rng_key=jax.random.key(1))
     assert draws["I"].shape == (5, 8, 8, 1)
+
+
+def test_a_trained_dcm_is_a_causal_model_for_the_core_queries():
+    """pc.ate, pc.interventional and pc.to_inference_data take dcm.causal_model():
+    the ATE on the one-hot outcome is the change in each class's probability, and
+    matches the DCM's own label queries on the same trained model."""
+    data = _simulate(jax.random.key(0), 2000)
+    dcm = ModularDCM(
+        FRONT_DOOR, {"D": Discrete(3), "M": Discrete(2), "Y": Discrete(2)}, hidden=(16,)
+    )
+    dcm.fit(data, steps=200, rng_key=jax.random.key(1), learning_rate=1e-3, progress=False)
+    cm = dcm.causal_model()
+    assert isinstance(cm, pc.CausalModel)
+    n = 4000
+    treated, control = pc.nn.one_hot(2, 3), pc.nn.one_hot(0, 3)
+    effect = pc.ate(cm, "D", "Y", treated, control, rng_key=jax.random.key(2), num_samples=n)
+    assert effect.shape == (2,)
+    np.testing.assert_allclose(float(effect.sum()), 0.0, atol=1e-6)  # probabilities move
+    p = [
+        float(
+            dcm.interventional({"D": d}, rng_key=jax.random.key(3 + d), num_samples=n)["Y"].mean()
+        )
+        for d in (2, 0)
+    ]
+    # two independent estimates of the same difference of Bernoulli means
+    assert abs(float(effect[1]) - (p[0] - p[1])) < 4 * np.sqrt(4 * 0.25 / n)
+    draws = pc.interventional(cm, {"D": treated}, rng_key=jax.random.key(5), num_samples=50)
+    idata = pc.to_inference_data(draws)
+    assert idata.posterior_predictive["Y"].shape[:2] == (1, 50)
+    np.testing.assert_array_equal(np.asarray(draws["D"]), np.tile(treated, (50, 1)))

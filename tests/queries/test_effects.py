@@ -77,7 +77,9 @@ def test_cate_per_unit():
             t = numpyro.sample("t", dist.Normal(z, 1))
             return numpyro.sample("y", dist.Normal(t * (1 + z), 1))
 
-    out = pc.cate(model, "t", "y", {"z": np.array([-1.0, 0.0, 2.0])}, rng_key=KEY, num_samples=10)
+    out = pc.cate(
+        model, "t", "y", evidence={"z": np.array([-1.0, 0.0, 2.0])}, rng_key=KEY, num_samples=10
+    )
     np.testing.assert_allclose(out, [0.0, 1.0, 3.0], atol=1e-5)
 
 

@@ -18,6 +18,7 @@ from flax import nnx
 from numpyro.handlers import block, substitute
 
 from probcausal import nn as pnn
+from probcausal.causal_model import CausalModel
 from probcausal.errors import NotFittedError, OutOfSupportError, TrainingDataError
 from probcausal.identification import ADMG, NotIdentifiableError, identify
 from probcausal.infer.adversarial import WGANGP
@@ -402,9 +403,9 @@ class ModularDCM:
     def interventional(
         self,
         actions: Mapping[str, Any],
-        num_samples: int,
-        rng_key: jax.Array,
         *,
+        rng_key: jax.Array,
+        num_samples: int = 1000,
         outcome=None,
         allow_unidentifiable: bool = False,
     ) -> dict:
@@ -423,6 +424,16 @@ class ModularDCM:
             num_samples=num_samples,
         )
         return self._labels(draws)
+
+    def causal_model(self) -> CausalModel:
+        """The trained model as a :class:`~probcausal.CausalModel` of one unit, for
+        every core query: ``pc.interventional``, ``pc.counterfactual``, ``pc.ate``,
+        ``pc.mediation``, ``pc.to_inference_data``. Its sites are the variables (a
+        discrete one valued as a one-hot vector, :func:`probcausal.nn.one_hot`; act
+        on it with one), each generator's noise and Gumbel sites, and the shared
+        confounder noises. The core queries do not check identifiability: use
+        :meth:`interventional` / :meth:`counterfactual` for that, and for labels."""
+        return CausalModel(self._trained_model())
 
     def _trained_model(self):
         """The model with the trained parameters, the same object between fits so
@@ -466,9 +477,9 @@ class ModularDCM:
         self,
         evidence: Mapping[str, Any],
         actions: Mapping[str, Any],
-        num_samples: int,
-        rng_key: jax.Array,
         *,
+        rng_key: jax.Array,
+        num_samples: int = 1000,
         outcome=None,
         max_draws: int = 1_000_000,
         allow_unidentifiable: bool = False,
