@@ -14,11 +14,11 @@ from numpyro.handlers import seed, trace
 from numpyro.ops.provenance import track_deps_jaxpr, track_deps_rules
 from numpyro.primitives import Messenger
 
-from probcausal.handlers._scan import reach_into_scan
-from probcausal.handlers._stack import isolated
-from probcausal.mechanisms.base import _leaf
+from probcausal.handlers.scan import reach_into_scan
+from probcausal.handlers.stack import isolated
+from probcausal.mechanisms import unwrapped
 
-__all__ = ["graph"]
+__all__ = ["as_names", "graph"]
 
 # Identity on a sample site's value that marks where the value enters the program.
 # Provenance tracking through the jaxpr (NumPyro's ``track_deps_jaxpr``, with a
@@ -112,7 +112,7 @@ def abstract_sites(
             collected[name] = dict(
                 intervened=bool(site["infer"].get("intervened")),
                 observed=bool(site["is_observed"]),
-                fn_type=type(_leaf(site["fn"])),  # the family under plates, to_event
+                fn_type=type(unwrapped(site["fn"])),  # the family under plates, to_event
                 shape=tuple(getattr(site["value"], "shape", ())),
                 plates=tuple(f.name for f in site["cond_indep_stack"]),
                 **(describe(site) if describe is not None else {}),
@@ -179,3 +179,8 @@ def graph_of_sites(sites: dict[str, dict]) -> nx.DiGraph:
             for p in sorted(site["parents"] & sites.keys()):
                 g.add_edge(p, name)
     return g
+
+
+def as_names(x) -> list:
+    """One node name, or an iterable of them, as a list of names."""
+    return [x] if isinstance(x, str) else list(x)

@@ -19,10 +19,10 @@ from probcausal.errors import (
     UnknownSiteError,
     UnsupportedQueryError,
 )
-from probcausal.handlers._scan import reach_into_scan, replayed, step_action
-from probcausal.handlers._stack import active_world, plain
+from probcausal.handlers.scan import reach_into_scan, replayed, step_action
+from probcausal.handlers.stack import active_world, plain
 
-__all__ = ["WorldValue", "action_label", "broadcast_action", "do", "unique_labels"]
+__all__ = ["WorldValue", "action_label", "broadcast_action", "do", "reads_value", "unique_labels"]
 
 
 @dataclass(frozen=True)
@@ -219,3 +219,8 @@ class _DoStep(Messenger):
                 action, self.i, self.length, msg["fn"].shape(), lambda: _natural_value(msg)
             )
         _intervene(msg, action)
+
+
+def reads_value(action) -> bool:
+    """Whether an action transforms the site's own value in its world."""
+    return callable(action) and not isinstance(action, WorldValue | dist.Distribution)

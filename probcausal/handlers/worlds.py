@@ -40,15 +40,15 @@ from probcausal.errors import (
     WorldInferenceError,
     WorldShapeError,
 )
-from probcausal.handlers._axis import WorldAxis
-from probcausal.handlers._stack import (
+from probcausal.handlers.axis import WorldAxis
+from probcausal.handlers.do import WorldValue, action_label, broadcast_action, do, reads_value
+from probcausal.handlers.stack import (
     WorldHandler,
     isolated,
     max_plate_depth,
     plain_trace,
     stack,
 )
-from probcausal.handlers.do import WorldValue, action_label, broadcast_action, do
 
 __all__ = ["MultiWorld", "TwinWorld"]
 
@@ -266,7 +266,7 @@ def _factual_and_natural(worlds: WorldAxis, natural, x_fact, actions):
     action transforms it (a callable); otherwise it is left out of the program, and
     with it the abduction of this site's noise."""
     intervened = any(actions)
-    reads_natural = any(not acts or _reads_value(acts[0]) for acts in actions)
+    reads_natural = any(not acts or reads_value(acts[0]) for acts in actions)
     if x_fact is None:
         return natural
     if intervened and not reads_natural:
@@ -300,11 +300,6 @@ def _act(msg, worlds: WorldAxis, k: int, world_actions, v, value, keys, base_sha
         else:
             v = broadcast_action(msg, a, base_shape + tuple(fn.event_shape), _BATCH_HINT)
     return v
-
-
-def _reads_value(action) -> bool:
-    """Whether an action transforms the site's own value in its world."""
-    return callable(action) and not isinstance(action, WorldValue | dist.Distribution)
 
 
 class _Keys:

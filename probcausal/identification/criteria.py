@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 from probcausal.errors import UnknownNodeError
+from probcausal.graph import as_names
 from probcausal.identification.admg import ADMG
 from probcausal.identification.estimand import Estimand, Prob, marginal_sum, product
 
@@ -13,12 +14,8 @@ __all__ = ["adjustment_estimand", "backdoor_adjustment_sets", "frontdoor_estiman
 _MAX_CANDIDATES = 16
 
 
-def _names(x) -> list:
-    return [x] if isinstance(x, str) else list(x)
-
-
 def _known(graph: ADMG, *groups) -> None:
-    unknown = {v for g in groups for v in _names(g)} - set(graph.nodes)
+    unknown = {v for g in groups for v in as_names(g)} - set(graph.nodes)
     if unknown:
         raise UnknownNodeError(unknown, graph.nodes)
 
@@ -43,7 +40,7 @@ def backdoor_adjustment_sets(
     [['z'], ['w', 'z']]
     """
     _known(graph, treatment, outcome)
-    x, y = set(_names(treatment)), set(_names(outcome))
+    x, y = set(as_names(treatment)), set(as_names(outcome))
     candidates = sorted(set(graph.nodes) - graph.descendants(x) - y, key=str)
     if max_size is None and len(candidates) > _MAX_CANDIDATES:
         max_size = 3
@@ -84,7 +81,7 @@ def frontdoor_set(graph: ADMG, treatment: str, outcome: str) -> set | None:
 
 def adjustment_estimand(graph: ADMG, treatment, outcome, adjustment) -> Estimand:
     """``P(y | do(x)) = Σ_z P(y | x, z) P(z)`` for an adjustment set ``z``."""
-    x, y, z = (frozenset(_names(v)) for v in (treatment, outcome, adjustment))
+    x, y, z = (frozenset(as_names(v)) for v in (treatment, outcome, adjustment))
     expr = marginal_sum(z, product([Prob(y, x | z), Prob(z) if z else Prob(frozenset())]))
     return Estimand(expr, sorted(x, key=str), sorted(y, key=str), graph.topological_order())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import networkx as nx
 
 from probcausal.errors import NotIdentifiableError
+from probcausal.graph import as_names
 from probcausal.identification.admg import ADMG
 from probcausal.identification.estimand import (
     Estimand,
@@ -16,12 +17,6 @@ from probcausal.identification.estimand import (
 )
 
 __all__ = ["NotIdentifiableError", "identify"]
-
-
-def _names(x) -> list:
-    if isinstance(x, str):
-        return [x]
-    return list(x)
 
 
 class _Dist:
@@ -107,8 +102,8 @@ def identify(graph, treatment, outcome, given=None) -> Estimand:
     """
     if isinstance(graph, nx.DiGraph):
         graph = ADMG.from_latent_dag(graph)
-    x, y = frozenset(_names(treatment)), frozenset(_names(outcome))
-    z = frozenset(_names(given)) if given is not None else frozenset()
+    x, y = frozenset(as_names(treatment)), frozenset(as_names(outcome))
+    z = frozenset(as_names(given)) if given is not None else frozenset()
     unknown = (x | y | z) - set(graph.nodes)
     if unknown:
         raise ValueError(f"{sorted(map(str, unknown))} are not nodes of the graph {graph.nodes}")

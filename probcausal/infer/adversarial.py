@@ -22,7 +22,7 @@ from numpyro.distributions import biject_to, constraints
 from numpyro.handlers import condition, seed, substitute, trace
 
 from probcausal.errors import TrainingDataError
-from probcausal.handlers._stack import isolated
+from probcausal.handlers.stack import isolated
 from probcausal.infer.training import FitResult, data_mesh, fit, replicate, shard_batch
 
 __all__ = ["WGANGP", "WGANGPState"]

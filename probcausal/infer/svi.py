@@ -9,13 +9,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
-import numpy as np
 import numpyro.distributions as dist
 import numpyro.infer
 from jax.sharding import Mesh
 from numpyro.handlers import seed, trace
 
-from probcausal.handlers._stack import isolated
+from probcausal.compilation import split_static
+from probcausal.handlers.stack import isolated
 from probcausal.infer.training import FitResult, data_mesh, fit, replicate, shard_batch
 
 __all__ = ["fit_svi"]
@@ -87,15 +87,8 @@ def fit_svi(
         else rng_key
     )
     # arrays travel as arguments of the jitted chunks; ints, strings and None stay static
-    leaves, treedef = jax.tree.flatten((tuple(model_args), kwargs))
-    dynamic = [i for i, leaf in enumerate(leaves) if isinstance(leaf, jax.Array | np.ndarray)]
-    data = _place([leaves[i] for i in dynamic], mesh)
-
-    def unpack(arrays):
-        full = list(leaves)
-        for i, a in zip(dynamic, arrays, strict=True):
-            full[i] = a
-        return jax.tree.unflatten(treedef, full)
+    arrays, _, unpack = split_static((tuple(model_args), kwargs), numbers_dynamic=False)
+    data = _place(arrays, mesh)
 
     with isolated():
         state = svi.init(

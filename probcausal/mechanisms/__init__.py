@@ -44,6 +44,7 @@ from probcausal.mechanisms.base import (
     registered,
     sample_noise,
     standard_noise_mechanism,
+    unwrapped,
 )
 from probcausal.mechanisms.delta import NoNoise
 from probcausal.mechanisms.families import (
@@ -95,5 +96,6 @@ __all__ = [
     "register",
     "registered",
     "sample_noise",
+    "unwrapped",
     "standard_noise_mechanism",
 ]

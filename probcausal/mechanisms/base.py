@@ -26,6 +26,7 @@ __all__ = [
     "abduct",
     "apply",
     "is_exact",
+    "unwrapped",
     "mechanism_for",
     "noise_shape",
     "possible",
@@ -158,8 +159,9 @@ def mechanism_for(fn: dist.Distribution, site: str | None = None) -> Mechanism:
     raise MissingMechanismError(site, _family_name(fn))
 
 
-def _leaf(fn: dist.Distribution):
-    """Strip wrappers that do not change the element-wise mechanism."""
+def unwrapped(fn: dist.Distribution):
+    """The distribution under the wrappers that do not change the element-wise
+    mechanism (expand, to_event, mask)."""
     while isinstance(fn, ExpandedDistribution | Independent | MaskedDistribution):
         fn = fn.base_dist
     return fn
@@ -183,7 +185,7 @@ def sample_noise(
 ) -> jax.Array:
     """Draw noise for ``fn`` (of ``noise_shape(fn)`` unless ``shape`` is given)."""
     shape = noise_shape(fn, site) if shape is None else tuple(shape)
-    leaf = _leaf(fn)
+    leaf = unwrapped(fn)
     if isinstance(leaf, dist.TransformedDistribution):
         return sample_noise(key, leaf.base_dist, shape, site)
     return mechanism_for(leaf, site).sample_noise(key, shape, leaf)
@@ -191,7 +193,7 @@ def sample_noise(
 
 def apply(fn: dist.Distribution, u: jax.Array, site: str | None = None) -> jax.Array:
     """The value ``x = f(theta, u)`` of ``fn`` driven by noise ``u``."""
-    leaf = _leaf(fn)
+    leaf = unwrapped(fn)
     if isinstance(leaf, dist.TransformedDistribution):
         x = apply(leaf.base_dist, u, site)
         for t in leaf.transforms:
@@ -207,7 +209,7 @@ def abduct(
     key: jax.Array | None, fn: dist.Distribution, x: jax.Array, site: str | None = None
 ) -> jax.Array:
     """A draw from ``p(u | x, theta)``: the noise that produced ``x`` under ``fn``."""
-    leaf = _leaf(fn)
+    leaf = unwrapped(fn)
     if isinstance(leaf, dist.TransformedDistribution):
         transforms = list(leaf.transforms)
         folded = bool(transforms) and isinstance(transforms[0], AbsTransform)
@@ -246,7 +248,7 @@ def possible(fn: dist.Distribution, x: jax.Array, site: str | None = None) -> ja
     with warnings.catch_warnings():  # NumPyro warns of out-of-support values eagerly
         warnings.simplefilter("ignore", UserWarning)
         ok = ok & jnp.all(fn.log_prob(x) > -jnp.inf)
-    leaf = _leaf(fn)
+    leaf = unwrapped(fn)
     if not isinstance(leaf, dist.TransformedDistribution):
         try:
             extra = mechanism_for(leaf, site).possible(leaf, x)
@@ -259,7 +261,7 @@ def possible(fn: dist.Distribution, x: jax.Array, site: str | None = None) -> ja
 
 def is_exact(fn: dist.Distribution, site: str | None = None) -> bool:
     """True when ``abduct`` is a deterministic inversion for ``fn``."""
-    leaf = _leaf(fn)
+    leaf = unwrapped(fn)
     if isinstance(leaf, dist.TransformedDistribution):
         if any(isinstance(t, AbsTransform) for t in leaf.transforms):
             return False  # a preimage is drawn

@@ -32,10 +32,10 @@ from probcausal.errors import (
     UnknownSiteError,
 )
 from probcausal.handlers import do
-from probcausal.handlers._axis import world_stack
-from probcausal.handlers._scan import reach_into_scan, replayed, step_action
-from probcausal.handlers._stack import isolated
+from probcausal.handlers.axis import world_stack
 from probcausal.handlers.do import WorldValue, broadcast_action
+from probcausal.handlers.scan import reach_into_scan, replayed, step_action
+from probcausal.handlers.stack import isolated
 from probcausal.sites import SiteInfo
 
 __all__ = ["validate", "world_program", "plain_program"]
@@ -284,7 +284,7 @@ def raise_impossible(model, info, evidence, latents, possible, args, kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         lp = np.asarray(fn.log_prob(xs))
-    leaf = mechanisms.base._leaf(fn)
+    leaf = mechanisms.unwrapped(fn)
     family = type(leaf).__name__
     extra = None
     if not isinstance(leaf, dist.TransformedDistribution):

@@ -13,9 +13,8 @@ import jax.numpy as jnp
 from probcausal import mechanisms
 from probcausal.compilation import compiled, model_state, signature, split_static
 from probcausal.errors import AbductionError, NotGaussian
-from probcausal.handlers.do import WorldValue, action_label, unique_labels
-from probcausal.handlers.observe import any_nonfinite, check_finite, known_finite, mark_finite
-from probcausal.handlers.worlds import _reads_value
+from probcausal.evidence import any_nonfinite, check_finite, known_finite, mark_finite
+from probcausal.handlers.do import WorldValue, action_label, reads_value, unique_labels
 from probcausal.infer.abduction import (
     R_HAT_SWITCH,
     check_engine_kwargs,
@@ -488,7 +487,7 @@ def _unread(q: _Query, shapes: dict, summary) -> set:
         for n in shapes
         if summary is not None
         and not _reads_factual(q.actions)
-        and all(n in a and not _reads_value(a[n]) for a in q.actions)
+        and all(n in a and not reads_value(a[n]) for a in q.actions)
     }
 
 

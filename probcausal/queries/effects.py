@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from probcausal.errors import UnsupportedQueryError
+from probcausal.graph import as_names
 from probcausal.handlers.do import WorldValue
 from probcausal.queries.counterfactual import counterfactual, run_counterfactual
 from probcausal.queries.interventional import interventional
@@ -27,10 +28,6 @@ __all__ = [
     "probability_of_necessity_and_sufficiency",
     "probability_of_sufficiency",
 ]
-
-
-def _names(x) -> list[str]:
-    return [x] if isinstance(x, str) else list(x)
 
 
 def ate(
@@ -230,7 +227,7 @@ def mediation(
     >>> {k: round(float(v), 4) for k, v in fx.items()}
     {'nde': 0.5, 'nie': 6.0, 'total': 6.5}
     """
-    mediators = _names(mediator)
+    mediators = as_names(mediator)
     actions = [
         {treatment: control},
         {treatment: treated},

@@ -280,7 +280,7 @@ def test_nan_evidence():
 
 def test_finite_jax_evidence_is_checked_once_and_nan_every_time():
     from probcausal import compilation as _program
-    from probcausal.handlers.observe import known_finite
+    from probcausal.evidence import known_finite
 
     n = 5
     ok = {k: jnp.ones(n) for k in "xhy"}

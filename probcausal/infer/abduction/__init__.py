@@ -40,7 +40,7 @@ from typing import Any
 import jax
 
 from probcausal.errors import AbductionError
-from probcausal.handlers._stack import isolated
+from probcausal.handlers.stack import isolated
 from probcausal.infer.abduction._base import (
     R_HAT_SWITCH,
     R_HAT_WARN,

@@ -16,7 +16,7 @@ from numpyro.primitives import Messenger
 from probcausal.errors import (
     ConvergenceWarning,
 )
-from probcausal.handlers._stack import isolated
+from probcausal.handlers.stack import isolated
 from probcausal.sites import SiteInfo
 
 

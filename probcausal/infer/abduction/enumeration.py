@@ -21,7 +21,7 @@ from probcausal.errors import (
     AbductionError,
     ImpossibleEvidenceError,
 )
-from probcausal.handlers._stack import isolated
+from probcausal.handlers.stack import isolated
 from probcausal.infer.abduction._base import (
     Engine,
     _Freeze,
@@ -280,7 +280,7 @@ def _unbounded_bounds(model, info, evidence, latents, args, kwargs) -> dict[str,
         tr = trace(seed(inner, k)).get_trace(*args, **kwargs)
         out = {}
         for n in unbounded:
-            leaf = mechanisms.base._leaf(tr[n]["fn"])
+            leaf = mechanisms.unwrapped(tr[n]["fn"])
             mech = mechanisms.mechanism_for(leaf, n)
             if not isinstance(mech, mechanisms.InverseCDF):
                 raise AbductionError(

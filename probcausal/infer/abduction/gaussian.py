@@ -15,7 +15,7 @@ from probcausal.compilation import compiled, model_state, signature, split_stati
 from probcausal.errors import (
     NotGaussian,
 )
-from probcausal.handlers._stack import isolated
+from probcausal.handlers.stack import isolated
 from probcausal.infer.abduction._base import (
     Engine,
     _Freeze,

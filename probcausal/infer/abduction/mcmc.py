@@ -11,7 +11,7 @@ from numpyro.infer import MCMC, NUTS, DiscreteHMCGibbs
 from probcausal.errors import (
     AbductionError,
 )
-from probcausal.handlers._stack import isolated
+from probcausal.handlers.stack import isolated
 from probcausal.infer.abduction._base import (
     Engine,
     Posterior,

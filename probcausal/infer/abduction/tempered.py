@@ -8,7 +8,7 @@ import jax
 from probcausal.errors import (
     AbductionError,
 )
-from probcausal.handlers._stack import isolated
+from probcausal.handlers.stack import isolated
 from probcausal.infer.abduction._base import (
     Engine,
     Posterior,
