@@ -217,6 +217,7 @@ def test_image_variables_get_convolutional_networks():
     assert draws["I"].shape == (5, 8, 8, 1)
 
 
+@pytest.mark.slow
 def test_a_trained_dcm_is_a_causal_model_for_the_core_queries():
     """pc.ate, pc.interventional and pc.to_inference_data take dcm.causal_model():
     the ATE on the one-hot outcome is the change in each class's probability, and

@@ -165,6 +165,8 @@ def _options() -> list[str]:
 def check_engine_kwargs(engine_kwargs: Mapping[str, Any]) -> None:
     """Refuse keyword arguments that no abduction engine takes (a misspelt
     ``num_warmup``), naming the ones that exist."""
+    if not engine_kwargs:
+        return
     known = _options()
     unknown = sorted(set(engine_kwargs) - set(known))
     if not unknown:
