@@ -393,8 +393,19 @@ def von_mises_centred_cdf(kappa, e):
     0.5
     """
     kappa, e = jnp.broadcast_arrays(jnp.asarray(kappa, jnp.result_type(float)), e)
+    return _centred_cdf(kappa, _series_ratios(kappa), e)
+
+
+def _series_ratios(kappa):
+    """The Bessel ratios of the series, for the ``kappa`` it serves (the rest is
+    clamped: the normal expansion serves them)."""
+    return _bessel_ratios(jnp.minimum(kappa, _VM_SERIES))
+
+
+def _centred_cdf(kappa, rho, e):
+    """:func:`von_mises_centred_cdf` given ``rho = _series_ratios(kappa)``, so that a
+    bisection on ``e`` computes the ratios once (``kappa``, ``e``: one shape)."""
     small = kappa <= _VM_SERIES
-    rho = _bessel_ratios(jnp.where(small, kappa, _VM_SERIES))
     n = jnp.arange(1, _VM_TERMS + 1, dtype=e.dtype).reshape((-1,) + (1,) * e.ndim)
     series = (e + jnp.pi) / (2 * jnp.pi) + jnp.sum(rho * jnp.sin(n * e) / n, 0) / jnp.pi
     # large kappa: z = 2 sqrt(kappa) sin(e / 2) is standard normal up to the factor
@@ -428,8 +439,9 @@ class VonMisesAngle(Mechanism):
     def apply(self, fn, u):
         kappa = fn.concentration
         u = jnp.broadcast_to(u, jnp.broadcast_shapes(jnp.shape(u), fn.batch_shape))
-        kappa = jnp.broadcast_to(kappa, u.shape)
-        e = bisect_quantile(lambda e: von_mises_centred_cdf(kappa, e), u, -jnp.pi, jnp.pi)
+        kappa = jnp.broadcast_to(jnp.asarray(kappa, u.dtype), u.shape)
+        rho = _series_ratios(kappa)  # once, not at every bisection step
+        e = bisect_quantile(lambda e: _centred_cdf(kappa, rho, e), u, -jnp.pi, jnp.pi)
         return _wrap(fn.loc + e)
 
     def abduct(self, key, fn, x):
