@@ -51,3 +51,19 @@ def test_the_cache_can_be_moved_disabled_or_left_to_the_user(tmp_path):
     value, where = _run(str(tmp_path / "ours"), jax_cache=str(own))
     assert value == 0.5 and where == str(own)
     assert not (tmp_path / "ours").exists()
+
+
+def test_processes_that_share_one_cache_give_the_same_answers(tmp_path):
+    # processes compiling and reading the same programs at once (a test run on
+    # several workers): each reads a whole entry or none, and recompiles then
+    cache = tmp_path / "shared"
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    env.update(PYTHONPATH=str(ROOT), PROBCAUSAL_CACHE_DIR=str(cache))
+    runs = [
+        subprocess.Popen([sys.executable, "-c", QUERY], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    outs = [r.communicate(timeout=300)[0].split() for r in runs]
+    assert [r.returncode for r in runs] == [0, 0, 0]
+    assert [float(o[0]) for o in outs] == [0.5, 0.5, 0.5]
+    assert {o[1] for o in outs} == {str(cache)} and any(cache.iterdir())

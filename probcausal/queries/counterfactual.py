@@ -23,6 +23,7 @@ from probcausal.infer.abduction import (
     posterior_latents,
     warn_unconverged,
 )
+from probcausal.queries._keywords import QueryKeywords, query_keywords
 from probcausal.queries._program import (
     action_dicts,
     check_sampling,
@@ -116,17 +117,13 @@ class CounterfactualResult(dict):
         return out
 
 
+@query_keywords
 def counterfactual(
     model: Callable,
     evidence: Mapping[str, Any],
     actions: Mapping[str, Any] | Sequence[Mapping[str, Any]],
     *,
-    rng_key: jax.Array,
-    num_samples: int = 1000,
-    method: str = "auto",
-    model_args: tuple = (),
-    model_kwargs: Mapping[str, Any] | None = None,
-    **engine_kwargs,
+    query: QueryKeywords,
 ) -> CounterfactualResult:
     """Sample counterfactual values of every site given evidence and interventions.
 
@@ -182,17 +179,7 @@ def counterfactual(
     >>> cf["y"].round(4).tolist()
     [1.9, 1.9, 1.9, 1.9]
     """
-    return run_counterfactual(
-        model,
-        evidence,
-        actions,
-        rng_key=rng_key,
-        num_samples=num_samples,
-        method=method,
-        model_args=model_args,
-        model_kwargs=model_kwargs,
-        **engine_kwargs,
-    )
+    return run_counterfactual(model, evidence, actions, query)
 
 
 def _reads_factual(action_list) -> bool:
@@ -268,17 +255,7 @@ class _Posterior:
 
 
 def run_counterfactual(
-    model,
-    evidence,
-    actions,
-    *,
-    rng_key,
-    num_samples,
-    method="auto",
-    model_args=(),
-    model_kwargs=None,
-    summary: tuple | None = None,
-    **engine_kwargs,
+    model, evidence, actions, query: QueryKeywords, summary: tuple | None = None
 ):
     """:func:`counterfactual`, or with ``summary=(fn, *static_args)`` the value of
     ``fn(values, *static_args)`` computed inside the compiled program (``fn`` a
@@ -287,12 +264,13 @@ def run_counterfactual(
 
     The steps: validate the query, infer the latents (abduction), plan and compile
     the world program, run it and check the evidence, assemble the result."""
+    rng_key, num_samples = query.rng_key, query.num_samples
     check_sampling(rng_key, num_samples)
-    check_engine_kwargs(engine_kwargs)
-    q = _validate(model, evidence, actions, num_samples, model_args, model_kwargs)
+    check_engine_kwargs(query.engine_kwargs)
+    q = _validate(model, evidence, actions, num_samples, query.model_args, query.model_kwargs)
     # split only when an engine needs its own key: a split is an eager dispatch
     k_post, k_world = jax.random.split(rng_key) if q.latents else (None, rng_key)
-    post = _abduct(q, method, k_post, engine_kwargs)
+    post = _abduct(q, query.method, k_post, query.engine_kwargs)
     key, build = _plan(q, post, summary, k_world)
     inputs = (k_world, q.evidence, post.values, key[2], q.arg_split[0])
     program = compiled(key[0] + (False,), lambda: build(False), jit=False)

@@ -2,7 +2,9 @@
 
 All contrasts are computed world against world on shared exogenous noise, so the
 Monte Carlo error of a difference is that of the difference, not of two
-independent means (for linear models, effects are exact).
+independent means (for linear models, effects are exact). Every effect takes the
+query keywords of :func:`~probcausal.counterfactual` (``rng_key``, ``num_samples``,
+``method`` and the engine's options, ``model_args``, ``model_kwargs``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import jax.numpy as jnp
 from probcausal.errors import UnsupportedQueryError
 from probcausal.graph import as_names
 from probcausal.handlers.do import WorldValue
-from probcausal.queries.counterfactual import counterfactual, run_counterfactual
+from probcausal.queries._keywords import QueryKeywords, query_keywords
+from probcausal.queries.counterfactual import run_counterfactual
 from probcausal.queries.interventional import interventional
 
 __all__ = [
@@ -30,6 +33,7 @@ __all__ = [
 ]
 
 
+@query_keywords
 def ate(
     model: Callable,
     treatment: str,
@@ -37,12 +41,7 @@ def ate(
     treated: Any = 1.0,
     control: Any = 0.0,
     *,
-    rng_key: jax.Array,
-    num_samples: int = 1000,
-    method: str = "auto",
-    model_args: tuple = (),
-    model_kwargs: Mapping[str, Any] | None = None,
-    **engine_kwargs,
+    query: QueryKeywords,
 ) -> jax.Array:
     """Average treatment effect ``E[Y_{treated}] - E[Y_{control}]``.
 
@@ -62,16 +61,7 @@ def ate(
     >>> round(float(pc.ate(model, "x", "y", rng_key=jax.random.PRNGKey(0))), 4)
     3.0
     """
-    result = interventional(
-        model,
-        [{treatment: treated}, {treatment: control}],
-        rng_key=rng_key,
-        num_samples=num_samples,
-        method=method,
-        model_args=model_args,
-        model_kwargs=model_kwargs,
-        **engine_kwargs,
-    )
+    result = interventional(model, [{treatment: treated}, {treatment: control}], **query.forward())
     s = result[outcome]
     return _mean_effect(s[:, 0] - s[:, 1], result.info[outcome], per_unit=False)
 
@@ -85,14 +75,15 @@ def _mean_effect(d, site, per_unit: bool) -> jax.Array:
     return jnp.mean(d, axis=axes)
 
 
-def _contrast(model, treatment, outcome, treated, control, evidence, **kw):
+def _contrast(model, treatment, outcome, treated, control, evidence, query):
     """Per-sample effects ``Y_treated - Y_control`` given ``evidence``, and the
     outcome's site facts."""
-    cf = counterfactual(model, evidence, [{treatment: treated}, {treatment: control}], **kw)
+    cf = run_counterfactual(model, evidence, [{treatment: treated}, {treatment: control}], query)
     y = cf[outcome]
     return y[:, 0] - y[:, 1], cf.info[outcome]
 
 
+@query_keywords
 def cate(
     model: Callable,
     treatment: str,
@@ -101,12 +92,7 @@ def cate(
     control: Any = 0.0,
     *,
     evidence: Mapping[str, Any],
-    rng_key: jax.Array,
-    num_samples: int = 1000,
-    method: str = "auto",
-    model_args: tuple = (),
-    model_kwargs: Mapping[str, Any] | None = None,
-    **engine_kwargs,
+    query: QueryKeywords,
 ) -> jax.Array:
     """Conditional average treatment effect ``E[Y_t - Y_c | evidence]``.
 
@@ -125,23 +111,11 @@ def cate(
     >>> float(pc.cate(model, "t", "y", evidence={"z": 2.0}, rng_key=jax.random.PRNGKey(0)))
     3.0
     """
-    d, site = _contrast(
-        model,
-        treatment,
-        outcome,
-        treated,
-        control,
-        evidence,
-        rng_key=rng_key,
-        num_samples=num_samples,
-        method=method,
-        model_args=model_args,
-        model_kwargs=model_kwargs,
-        **engine_kwargs,
-    )
+    d, site = _contrast(model, treatment, outcome, treated, control, evidence, query)
     return _mean_effect(d, site, per_unit=True)
 
 
+@query_keywords
 def ett(
     model: Callable,
     treatment: str,
@@ -150,12 +124,7 @@ def ett(
     control: Any = 0.0,
     *,
     evidence: Mapping[str, Any] | None = None,
-    rng_key: jax.Array,
-    num_samples: int = 1000,
-    method: str = "auto",
-    model_args: tuple = (),
-    model_kwargs: Mapping[str, Any] | None = None,
-    **engine_kwargs,
+    query: QueryKeywords,
 ) -> jax.Array:
     """Effect of treatment on the treated, ``E[Y_t - Y_c | T = t]``, averaged over
     the samples and the outcome's plate elements (event dims kept, as in :func:`ate`).
@@ -173,23 +142,11 @@ def ett(
     1.8
     """
     ev = {treatment: treated, **dict(evidence or {})}
-    d, site = _contrast(
-        model,
-        treatment,
-        outcome,
-        treated,
-        control,
-        ev,
-        rng_key=rng_key,
-        num_samples=num_samples,
-        method=method,
-        model_args=model_args,
-        model_kwargs=model_kwargs,
-        **engine_kwargs,
-    )
+    d, site = _contrast(model, treatment, outcome, treated, control, ev, query)
     return _mean_effect(d, site, per_unit=False)
 
 
+@query_keywords
 def mediation(
     model: Callable,
     treatment: str,
@@ -199,12 +156,7 @@ def mediation(
     control: Any = 0.0,
     *,
     evidence: Mapping[str, Any] | None = None,
-    rng_key: jax.Array,
-    num_samples: int = 1000,
-    method: str = "auto",
-    model_args: tuple = (),
-    model_kwargs: Mapping[str, Any] | None = None,
-    **engine_kwargs,
+    query: QueryKeywords,
 ) -> dict[str, jax.Array]:
     """Natural direct and indirect effects (Pearl 2001).
 
@@ -234,16 +186,7 @@ def mediation(
         {treatment: treated, **{m: WorldValue(1) for m in mediators}},
     ]
     return run_counterfactual(
-        model,
-        dict(evidence or {}),
-        actions,
-        rng_key=rng_key,
-        num_samples=num_samples,
-        method=method,
-        model_args=model_args,
-        model_kwargs=model_kwargs,
-        summary=(_natural_effects, outcome),
-        **engine_kwargs,
+        model, dict(evidence or {}), actions, query, summary=(_natural_effects, outcome)
     )
 
 
@@ -272,12 +215,13 @@ def _discrete_outcome(cf, outcome: str, query: str, value) -> None:
         )
 
 
-def _binary_query(model, outcome, evidence, actions, event, *, query, outcome_value, **kw):
-    cf = counterfactual(model, evidence, actions, **kw)
-    _discrete_outcome(cf, outcome, query, outcome_value)
+def _binary_query(model, outcome, evidence, actions, event, name, outcome_value, query):
+    cf = run_counterfactual(model, evidence, actions, query)
+    _discrete_outcome(cf, outcome, name, outcome_value)
     return jnp.mean(event(cf[outcome]))
 
 
+@query_keywords
 def probability_of_necessity(
     model: Callable,
     treatment: str,
@@ -287,12 +231,7 @@ def probability_of_necessity(
     outcome_value: Any = 1,
     *,
     evidence: Mapping[str, Any] | None = None,
-    rng_key: jax.Array,
-    num_samples: int = 1000,
-    method: str = "auto",
-    model_args: tuple = (),
-    model_kwargs: Mapping[str, Any] | None = None,
-    **engine_kwargs,
+    query: QueryKeywords,
 ) -> jax.Array:
     """``PN = P(Y_c != y | T = t, Y = y)``: would the outcome have failed to occur
     without the treatment, given that both occurred?
@@ -316,17 +255,13 @@ def probability_of_necessity(
         ev,
         {treatment: control},
         lambda y: y != outcome_value,
-        query="probability_of_necessity",
-        outcome_value=outcome_value,
-        rng_key=rng_key,
-        num_samples=num_samples,
-        method=method,
-        model_args=model_args,
-        model_kwargs=model_kwargs,
-        **engine_kwargs,
+        "probability_of_necessity",
+        outcome_value,
+        query,
     )
 
 
+@query_keywords
 def probability_of_sufficiency(
     model: Callable,
     treatment: str,
@@ -336,12 +271,7 @@ def probability_of_sufficiency(
     outcome_value: Any = 1,
     *,
     evidence: Mapping[str, Any] | None = None,
-    rng_key: jax.Array,
-    num_samples: int = 1000,
-    method: str = "auto",
-    model_args: tuple = (),
-    model_kwargs: Mapping[str, Any] | None = None,
-    **engine_kwargs,
+    query: QueryKeywords,
 ) -> jax.Array:
     """``PS = P(Y_t = y | T = c, Y = y')``, ``y' = 1 - y`` for a binary outcome:
     would the treatment have produced the outcome where neither occurred?
@@ -365,17 +295,13 @@ def probability_of_sufficiency(
         ev,
         {treatment: treated},
         lambda y: y == outcome_value,
-        query="probability_of_sufficiency",
-        outcome_value=outcome_value,
-        rng_key=rng_key,
-        num_samples=num_samples,
-        method=method,
-        model_args=model_args,
-        model_kwargs=model_kwargs,
-        **engine_kwargs,
+        "probability_of_sufficiency",
+        outcome_value,
+        query,
     )
 
 
+@query_keywords
 def probability_of_necessity_and_sufficiency(
     model: Callable,
     treatment: str,
@@ -385,12 +311,7 @@ def probability_of_necessity_and_sufficiency(
     outcome_value: Any = 1,
     *,
     evidence: Mapping[str, Any] | None = None,
-    rng_key: jax.Array,
-    num_samples: int = 1000,
-    method: str = "auto",
-    model_args: tuple = (),
-    model_kwargs: Mapping[str, Any] | None = None,
-    **engine_kwargs,
+    query: QueryKeywords,
 ) -> jax.Array:
     """``PNS = P(Y_t = y, Y_c != y)``: the outcome responds to the treatment.
 
@@ -406,16 +327,8 @@ def probability_of_necessity_and_sufficiency(
     >>> round(float(pns), 2)
     0.5
     """
-    cf = counterfactual(
-        model,
-        dict(evidence or {}),
-        [{treatment: treated}, {treatment: control}],
-        rng_key=rng_key,
-        num_samples=num_samples,
-        method=method,
-        model_args=model_args,
-        model_kwargs=model_kwargs,
-        **engine_kwargs,
+    cf = run_counterfactual(
+        model, dict(evidence or {}), [{treatment: treated}, {treatment: control}], query
     )
     _discrete_outcome(cf, outcome, "probability_of_necessity_and_sufficiency", outcome_value)
     y = cf[outcome]

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from probcausal.compilation import compiled, model_state, signature, split_static
 from probcausal.handlers.do import action_label, unique_labels
 from probcausal.infer.abduction import check_engine_kwargs
+from probcausal.queries._keywords import QueryKeywords, query_keywords
 from probcausal.queries._program import (
     action_dicts,
     check_sampling,
@@ -46,16 +47,12 @@ class InterventionalResult(dict):
     __str__ = __repr__
 
 
+@query_keywords
 def interventional(
     model: Callable,
     actions: Mapping[str, Any] | Sequence[Mapping[str, Any]],
     *,
-    rng_key: jax.Array,
-    num_samples: int = 1000,
-    method: str = "auto",
-    model_args: tuple = (),
-    model_kwargs: Mapping[str, Any] | None = None,
-    **engine_kwargs,
+    query: QueryKeywords,
 ) -> dict[str, jax.Array]:
     """Samples of every site of ``do(model, actions)``.
 
@@ -89,10 +86,11 @@ def interventional(
     >>> round(float(s["y"].mean()), 1)
     2.0
     """
+    rng_key, num_samples = query.rng_key, query.num_samples
     check_sampling(rng_key, num_samples)
-    check_engine_kwargs(engine_kwargs)
-    kwargs = dict(model_kwargs or {})
-    args = tuple(model_args)
+    check_engine_kwargs(query.engine_kwargs)
+    kwargs = dict(query.model_kwargs or {})
+    args = tuple(query.model_args)
     action_list, single = action_dicts(actions)
     state = model_state(model)
     info = info_for(model, args, kwargs, state=state)
@@ -101,17 +99,8 @@ def interventional(
     if any(s.observed and not s.intervened for s in info.values()):
         # values given through obs= are evidence about the factual world, in every
         # query: the intervened worlds share the noise abducted from them
-        result = run_counterfactual(
-            model,
-            {},
-            action_list[0] if single else action_list,
-            rng_key=rng_key,
-            num_samples=num_samples,
-            method=method,
-            model_args=args,
-            model_kwargs=kwargs,
-            **dict(engine_kwargs),
-        )
+        acts = action_list[0] if single else action_list
+        result = run_counterfactual(model, {}, acts, query)
         return InterventionalResult(dict(result), info=info, actions=action_list, single=single)
     arg_dyn, arg_key, arg_rebuild = split_static((args, kwargs), numbers_dynamic=False)
     outs = []

@@ -55,9 +55,10 @@ def test_mediation_summary_equals_the_worlds_it_summarizes():
     assert 0.05 < float(fx["nde"]) < 0.4 and 0.0 < float(fx["nie"]) < 0.2  # not degenerate
     # a world that reads the factual one needs the treatment's natural value
     reads = [{"x": 0.0}, {"x": 1.0, "m": pc.WorldValue(0)}]
+    from probcausal.queries._keywords import QueryKeywords
     from probcausal.queries.counterfactual import run_counterfactual
 
-    summed = run_counterfactual(model, {}, reads, summary=(_mean_y,), **kw)
+    summed = run_counterfactual(model, {}, reads, QueryKeywords(**kw), summary=(_mean_y,))
     full = pc.counterfactual(model, {}, reads, **kw)["y"].mean(0)
     np.testing.assert_allclose(summed, full, atol=1e-6)
 

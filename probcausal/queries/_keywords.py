@@ -1,0 +1,90 @@
+"""The keywords every query and effect takes, written once.
+
+A query function is written with a last keyword-only parameter ``query`` and
+decorated with :func:`query_keywords`; its callers write the keywords as usual
+(``rng_key=``, ``num_samples=``, ...), the function receives them as one
+:class:`QueryKeywords`, and passes them on with ``**query.forward()``. Its
+signature (``help()``, the API docs, argument errors) shows the keywords.
+Keywords that are not query keywords are the abduction engine's options
+(``engine_kwargs``), checked against the engines where they are used.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+
+__all__ = ["QueryKeywords", "query_keywords"]
+
+_KW = inspect.Parameter.KEYWORD_ONLY
+_PARAMETERS = (
+    inspect.Parameter("rng_key", _KW, annotation="jax.Array"),
+    inspect.Parameter("num_samples", _KW, default=1000, annotation="int"),
+    inspect.Parameter("method", _KW, default="auto", annotation="str"),
+    inspect.Parameter("model_args", _KW, default=(), annotation="tuple"),
+    inspect.Parameter("model_kwargs", _KW, default=None, annotation="Mapping[str, Any] | None"),
+    inspect.Parameter("engine_kwargs", inspect.Parameter.VAR_KEYWORD),
+)
+_NAMES = frozenset(p.name for p in _PARAMETERS[:-1])
+
+
+@dataclass(frozen=True)
+class QueryKeywords:
+    """The query keywords of one call: the PRNG key, the number of samples, the
+    abduction ``method`` and its options, the model's arguments."""
+
+    rng_key: jax.Array
+    num_samples: int = 1000
+    method: str = "auto"
+    model_args: tuple = ()
+    model_kwargs: Mapping[str, Any] | None = None
+    engine_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def forward(self, **changes) -> dict[str, Any]:
+        """The keywords as a dict for ``**`` (with ``changes`` applied), to call
+        another query with them."""
+        out = {
+            "rng_key": self.rng_key,
+            "num_samples": self.num_samples,
+            "method": self.method,
+            "model_args": self.model_args,
+            "model_kwargs": self.model_kwargs,
+            **self.engine_kwargs,
+        }
+        out.update(changes)
+        return out
+
+
+def query_keywords(fn: Callable) -> Callable:
+    """Give ``fn(..., *, query)`` the query keywords: callers pass ``rng_key=``
+    (required), ``num_samples=``, ``method=``, ``model_args=``, ``model_kwargs=``
+    and engine options, and ``fn`` receives them as one :class:`QueryKeywords`."""
+    own = inspect.signature(fn)
+    if "query" not in own.parameters:
+        raise TypeError(f"{fn.__qualname__} needs a keyword-only parameter `query`")
+    params = [p for n, p in own.parameters.items() if n != "query"]
+    clash = _NAMES.intersection(p.name for p in params)
+    if clash:
+        raise TypeError(f"{fn.__qualname__} redefines the query keywords {sorted(clash)}")
+
+    @functools.wraps(fn)
+    def with_keywords(*args, **kwargs):
+        own_kw = {k: kwargs.pop(k) for k in [k for k in kwargs if k in own.parameters]}
+        if "query" in own_kw:
+            raise TypeError(f"{fn.__name__}() got an unexpected keyword argument 'query'")
+        if "rng_key" not in kwargs:
+            try:  # a wrong call in other ways is named first, as Python names it
+                with_keywords.__signature__.bind_partial(*args, **own_kw, **kwargs)
+            except TypeError as e:
+                raise TypeError(f"{fn.__name__}(): {e}") from None
+            raise TypeError(f"{fn.__name__}() missing required keyword-only argument: 'rng_key'")
+        named = {k: kwargs.pop(k) for k in [k for k in kwargs if k in _NAMES]}
+        return fn(*args, **own_kw, query=QueryKeywords(**named, engine_kwargs=kwargs))
+
+    with_keywords.__signature__ = own.replace(parameters=params + list(_PARAMETERS))
+    return with_keywords
