@@ -15,11 +15,16 @@ demo: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python examples/quickstart.py
 
 # pytest exits 5 when it collects no test: that must fail, and it does (any non-zero exit fails make).
+# pytest-xdist: one worker per core (PYTEST_WORKERS=0 runs the tests in this
+# process); the workers share the session's persistent compilation cache.
+PYTEST_WORKERS ?= auto
+PYTEST := MPLBACKEND=Agg $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal
+
 test: $(STAMP)
-	MPLBACKEND=Agg $(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-fast: $(STAMP)
-	MPLBACKEND=Agg $(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # The anchors of the side-by-side suite, each in its own environment (pinned).
 # PyTorch 2.13.0 installs from the machine's local CPU wheel.

@@ -8,7 +8,7 @@ The script prints P(Y | do(D = d)) learned, true and naive, and saves a grid of
 images drawn under do(D = d) to ``$PROBCAUSAL_OUT/modular_dcm_digits.png``
 (default ``out/``).
 
-Run: ``python examples/modular_dcm_digits.py`` (a few minutes on a CPU). The
+Run: ``python examples/modular_dcm_digits.py`` (a minute or two on a CPU). The
 full experiment with its metrics: ``probcausal experiment modular-dcm --quick``.
 """
 
@@ -25,8 +25,9 @@ from probcausal.experiments import modular_dcm as ex
 def main():
     out = os.environ.get("PROBCAUSAL_OUT", "out")
     os.makedirs(out, exist_ok=True)
-    # fewer steps than the quick experiment: a few minutes on a CPU
-    trained = ex.train(quick=True, progress=False, units=10_000, pretrain_steps=800, steps=1500)
+    # the quick experiment's pretrained image generator (shipped with the package;
+    # train_generator=True trains it here), and half its steps for the modules
+    trained = ex.train(quick=True, progress=False, steps=1500)
     dcm, data = trained["dcm"], trained["data"]
     print("modules:", [m.variables for m in dcm.modules(["I"])])
     print("pretrained generator unchanged:", trained["pretrained_unchanged"])

@@ -45,7 +45,8 @@ def main(argv=None) -> int:
     exp.add_argument(
         "--train",
         action="store_true",
-        help="avici: train the networks here instead of loading the shipped ones",
+        help="train here what ships pretrained (avici: the networks; modular-dcm: "
+        "the image generator) instead of loading it",
     )
     args = parser.parse_args(argv)
     return _experiment(args)

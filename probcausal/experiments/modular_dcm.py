@@ -13,14 +13,19 @@ So ``D -> I -> Y``, ``C -> I``, ``D <-> Y``: a front-door graph, where
 ``P(Y | do(D))`` is identifiable but differs from the confounded ``P(Y | D)``.
 The conditional image generator ``P(I | D, C)`` is trained first (the
 "pretrained model") and plugged into the Modular-DCM frozen; the other modules
-are trained around it.
+are trained around it. The generator the quick run pretrains (seed 0) ships with
+the package (``weights/digits_generator.npz``, written by
+:func:`write_shipped_generator`): a run with the same pretraining configuration
+loads it instead of training it again; ``train=True`` (``--train``) trains it.
 
-Run ``probcausal experiment modular-dcm [--quick] --out results.json``.
+Run ``probcausal experiment modular-dcm [--quick] [--train] --out results.json``.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from importlib import resources
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +44,8 @@ __all__ = [
     "true_observational",
     "true_ett",
     "pretrain_image_generator",
+    "shipped_image_generator",
+    "write_shipped_generator",
     "digit_classifier",
     "train",
     "run",
@@ -143,15 +150,7 @@ def pretrain_image_generator(
     """Train the conditional image generator ``P(I | C, D)`` on the data and return
     it (an NNX module ``I = G([C, D] one-hot, u)``, ``u ~ N(0, I)``): a conditional
     WGAN-GP, itself the Modular-DCM of the image given its parents."""
-    graph = ADMG(directed=[("D", "I"), ("C", "I")])
-    dcm = ModularDCM(
-        graph,
-        {v: VARIABLES[v] for v in ("D", "C", "I")},
-        noise_dim=noise_dim,
-        hidden=(256, 256),
-        image_networks="mlp",
-        seed=1,
-    )
+    dcm = _generator_dcm(noise_dim)
     dcm.fit(
         {v: data[v] for v in ("D", "C", "I")},
         steps=steps,
@@ -163,6 +162,76 @@ def pretrain_image_generator(
         progress=progress,
     )
     return dcm.generator("I")
+
+
+def _generator_dcm(noise_dim: int) -> ModularDCM:
+    """The Modular-DCM of the image given its parents, whose one module is the
+    image generator."""
+    graph = ADMG(directed=[("D", "I"), ("C", "I")])
+    return ModularDCM(
+        graph,
+        {v: VARIABLES[v] for v in ("D", "C", "I")},
+        noise_dim=noise_dim,
+        hidden=(256, 256),
+        image_networks="mlp",
+        seed=1,
+    )
+
+
+_SHIPPED = "digits_generator.npz"
+_PRETRAIN_KEYS = ("units", "pretrain_steps", "batch_size", "pack", "noise_dim")
+
+
+def _pretrain_config(cfg: dict, seed: int) -> dict:
+    """What the pretrained generator depends on: the data and its training."""
+    return {"seed": seed, **{k: cfg[k] for k in _PRETRAIN_KEYS}}
+
+
+def shipped_image_generator(config: dict | None = None) -> nnx.Module | None:
+    """The shipped pretrained image generator, or ``None`` when it was trained
+    with another configuration than ``config`` (:func:`_pretrain_config`; default
+    the quick run's, seed 0) or is not installed."""
+    config = _pretrain_config(QUICK, 0) if config is None else config
+    path = resources.files("probcausal.experiments") / "weights" / _SHIPPED
+    if not path.is_file():
+        return None
+    with path.open("rb") as f, np.load(f) as saved:
+        if json.loads(str(saved["config"])) != config:
+            return None
+        gen = _generator_dcm(config["noise_dim"]).generator("I")
+        graphdef, state = nnx.split(gen)
+        leaves, treedef = jax.tree.flatten(state)
+        loaded = [saved[f"leaf{i}"] for i in range(len(leaves))]
+    if [a.shape for a in loaded] != [a.shape for a in leaves]:
+        raise ValueError(f"the shipped {_SHIPPED} does not fit the image generator")
+    return nnx.merge(graphdef, jax.tree.unflatten(treedef, [jnp.asarray(a) for a in loaded]))
+
+
+def write_shipped_generator(path: str, *, progress: bool = True) -> dict:
+    """Pretrain the quick run's image generator (seed 0) and write it to ``path``
+    (the package's ``weights/digits_generator.npz``); returns its configuration."""
+    config = _pretrain_config(QUICK, 0)
+    k_pre, _, digits, data = _inputs(QUICK, 0)
+    generator = pretrain_image_generator(
+        data,
+        steps=QUICK["pretrain_steps"],
+        rng_key=k_pre,
+        batch_size=QUICK["batch_size"],
+        pack=QUICK["pack"],
+        progress=progress,
+    )
+    leaves = jax.tree.leaves(nnx.state(generator))
+    arrays = {f"leaf{i}": np.asarray(a) for i, a in enumerate(leaves)}
+    np.savez_compressed(path, config=json.dumps(config), **arrays)
+    return config
+
+
+def _inputs(cfg: dict, seed: int):
+    """The keys of pretraining and fitting, the digits and the simulated data."""
+    k_data, k_pre, k_fit = jax.random.split(jax.random.key(seed), 3)
+    digits = digit_images()
+    data, _ = simulate(k_data, cfg["units"], digits)
+    return k_pre, k_fit, digits, data
 
 
 def digit_classifier(digits=None):
@@ -187,18 +256,26 @@ def _state_bytes(module):
     return [np.asarray(a).tobytes() for a in jax.tree.leaves(nnx.state(module))]
 
 
-def train(*, quick: bool = True, seed: int = 0, progress: bool = True, **overrides) -> dict:
-    """Simulate the data, pretrain the image generator, fit the Modular-DCM around
-    it (frozen). Returns a dict with ``dcm``, ``data``, ``digits``, ``classify``,
-    ``history``, ``pretrained_unchanged``, ``config`` and ``timings``."""
+def train(
+    *,
+    quick: bool = True,
+    seed: int = 0,
+    progress: bool = True,
+    train_generator: bool = False,
+    **overrides,
+) -> dict:
+    """Simulate the data, pretrain the image generator (or load the shipped one,
+    when it was pretrained with this configuration and ``train_generator`` is
+    false), fit the Modular-DCM around it (frozen). Returns a dict with ``dcm``,
+    ``data``, ``digits``, ``classify``, ``history``, ``pretrained_unchanged``,
+    ``config`` and ``timings``."""
     cfg = dict(QUICK if quick else FULL, **overrides)
-    k_data, k_pre, k_fit = jax.random.split(jax.random.key(seed), 3)
-    digits = digit_images()
-    data, _ = simulate(k_data, cfg["units"], digits)
+    k_pre, k_fit, digits, data = _inputs(cfg, seed)
     timings = {}
 
     t0 = time.perf_counter()
-    generator = pretrain_image_generator(
+    shipped = None if train_generator else shipped_image_generator(_pretrain_config(cfg, seed))
+    generator = shipped or pretrain_image_generator(
         data,
         steps=cfg["pretrain_steps"],
         rng_key=k_pre,
@@ -207,6 +284,7 @@ def train(*, quick: bool = True, seed: int = 0, progress: bool = True, **overrid
         progress=progress,
     )
     timings["pretrain_seconds"] = time.perf_counter() - t0
+    timings["image_generator"] = "shipped" if shipped is not None else "trained"
     before = _state_bytes(generator)
 
     classify = digit_classifier(digits)
@@ -244,9 +322,15 @@ def train(*, quick: bool = True, seed: int = 0, progress: bool = True, **overrid
     )
 
 
-def run(*, quick: bool = True, seed: int = 0, progress: bool = True, **overrides) -> dict:
-    """Run the experiment; returns the results (see the module docstring)."""
-    trained = train(quick=quick, seed=seed, progress=progress, **overrides)
+_train = train  # in `run`, the name `train` is the command line's --train flag
+
+
+def run(
+    *, quick: bool = True, seed: int = 0, progress: bool = True, train: bool = False, **overrides
+) -> dict:
+    """Run the experiment; returns the results (see the module docstring).
+    ``train=True`` pretrains the image generator here, not loading the shipped one."""
+    trained = _train(quick=quick, seed=seed, progress=progress, train_generator=train, **overrides)
     dcm, data, classify = trained["dcm"], trained["data"], trained["classify"]
     cfg, timings, history = trained["config"], trained["timings"], trained["history"]
     unchanged = trained["pretrained_unchanged"]

@@ -107,10 +107,11 @@ def test_bad_variables_and_data_are_named():
         dcm.interventional({"D": 0}, num_samples=10, rng_key=jax.random.key(0))
 
 
-@pytest.mark.slow
-def test_modular_training_recovers_the_front_door_interventional():
+@pytest.fixture(scope="module")
+def front_door_fit():
+    """The front-door DCM trained once, for the tests of what it learned and of
+    the core queries on it: (dcm, data, history)."""
     data = _simulate(jax.random.key(0), 20000)
-    naive = np.array([float(data["Y"][data["D"] == d].mean()) for d in range(3)])
     dcm = ModularDCM(
         FRONT_DOOR, {"D": Discrete(3), "M": Discrete(2), "Y": Discrete(2)}, hidden=(32, 32)
     )
@@ -118,6 +119,13 @@ def test_modular_training_recovers_the_front_door_interventional():
     history = dcm.fit(
         data, steps=1500, rng_key=jax.random.key(1), learning_rate=1e-3, progress=False
     )
+    return dcm, data, history
+
+
+@pytest.mark.slow
+def test_modular_training_recovers_the_front_door_interventional(front_door_fit):
+    dcm, data, history = front_door_fit
+    naive = np.array([float(data["Y"][data["D"] == d].mean()) for d in range(3)])
     assert set(history) == {("M",), ("D", "Y")}
     learned = np.array(
         [
@@ -218,15 +226,11 @@ def test_image_variables_get_convolutional_networks():
 
 
 @pytest.mark.slow
-def test_a_trained_dcm_is_a_causal_model_for_the_core_queries():
+def test_a_trained_dcm_is_a_causal_model_for_the_core_queries(front_door_fit):
     """pc.ate, pc.interventional and pc.to_inference_data take dcm.causal_model():
     the ATE on the one-hot outcome is the change in each class's probability, and
     matches the DCM's own label queries on the same trained model."""
-    data = _simulate(jax.random.key(0), 2000)
-    dcm = ModularDCM(
-        FRONT_DOOR, {"D": Discrete(3), "M": Discrete(2), "Y": Discrete(2)}, hidden=(16,)
-    )
-    dcm.fit(data, steps=200, rng_key=jax.random.key(1), learning_rate=1e-3, progress=False)
+    dcm = front_door_fit[0]
     cm = dcm.causal_model()
     assert isinstance(cm, pc.CausalModel)
     n = 4000

@@ -32,7 +32,8 @@ def model():
 def test_every_query_shows_the_same_keywords(fn):
     params = inspect.signature(fn).parameters
     tail = list(params)[-6:]
-    assert tail == ["rng_key", "num_samples", "method", "model_args", "model_kwargs", "engine_kwargs"]
+    names = ["rng_key", "num_samples", "method", "model_args", "model_kwargs", "engine_kwargs"]
+    assert tail == names
     assert params["rng_key"].default is inspect.Parameter.empty
     assert params["num_samples"].default == 1000 and params["method"].default == "auto"
     assert all(params[n].kind is inspect.Parameter.KEYWORD_ONLY for n in tail[:-1])
