@@ -137,7 +137,20 @@ def _function_state(fn, depth, seen):
     return tuple(out)
 
 
+# exact types answered before the general checks below (which give the same
+# answer for them): a model's state is computed on every query
+_ATOMS = frozenset({type(None), bool, int, float, complex, str, bytes})
+_ARRAYS: set = set()  # the concrete jax.Array types met so far
+
+
 def _state(v, depth, seen):
+    t = type(v)
+    if t in _ATOMS:
+        return v
+    if t is types.ModuleType or t is type:
+        return None  # code, not state
+    if t in _ARRAYS:
+        return _Ident(v)
     if v is None or isinstance(v, bool | int | float | complex | str | bytes):
         return v
     if isinstance(v, types.ModuleType | type) or (
@@ -147,6 +160,7 @@ def _state(v, depth, seen):
     ):
         return None  # code, not state
     if isinstance(v, jax.Array):
+        _ARRAYS.add(t)
         return _Ident(v)
     if isinstance(v, np.ndarray | np.generic):
         a = np.asarray(v)
