@@ -211,19 +211,24 @@ def write_shipped_generator(path: str, *, progress: bool = True) -> dict:
     """Pretrain the quick run's image generator (seed 0) and write it to ``path``
     (the package's ``weights/digits_generator.npz``); returns its configuration."""
     config = _pretrain_config(QUICK, 0)
-    k_pre, _, digits, data = _inputs(QUICK, 0)
-    generator = pretrain_image_generator(
-        data,
-        steps=QUICK["pretrain_steps"],
-        rng_key=k_pre,
-        batch_size=QUICK["batch_size"],
-        pack=QUICK["pack"],
-        progress=progress,
-    )
+    k_pre, _, _, data = _inputs(QUICK, 0)
+    generator = _pretrain(QUICK, data, k_pre, progress)
     leaves = jax.tree.leaves(nnx.state(generator))
     arrays = {f"leaf{i}": np.asarray(a) for i, a in enumerate(leaves)}
     np.savez_compressed(path, config=json.dumps(config), **arrays)
     return config
+
+
+def _pretrain(cfg: dict, data, rng_key, progress: bool) -> nnx.Module:
+    """:func:`pretrain_image_generator` with the run's configuration."""
+    return pretrain_image_generator(
+        data,
+        steps=cfg["pretrain_steps"],
+        rng_key=rng_key,
+        batch_size=cfg["batch_size"],
+        pack=cfg["pack"],
+        progress=progress,
+    )
 
 
 def _inputs(cfg: dict, seed: int):
@@ -275,14 +280,7 @@ def train(
 
     t0 = time.perf_counter()
     shipped = None if train_generator else shipped_image_generator(_pretrain_config(cfg, seed))
-    generator = shipped or pretrain_image_generator(
-        data,
-        steps=cfg["pretrain_steps"],
-        rng_key=k_pre,
-        batch_size=cfg["batch_size"],
-        pack=cfg["pack"],
-        progress=progress,
-    )
+    generator = shipped if shipped is not None else _pretrain(cfg, data, k_pre, progress)
     timings["pretrain_seconds"] = time.perf_counter() - t0
     timings["image_generator"] = "shipped" if shipped is not None else "trained"
     before = _state_bytes(generator)
