@@ -14,23 +14,12 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 import jax
 
 __all__ = ["QueryKeywords", "query_keywords"]
-
-_KW = inspect.Parameter.KEYWORD_ONLY
-_PARAMETERS = (
-    inspect.Parameter("rng_key", _KW, annotation="jax.Array"),
-    inspect.Parameter("num_samples", _KW, default=1000, annotation="int"),
-    inspect.Parameter("method", _KW, default="auto", annotation="str"),
-    inspect.Parameter("model_args", _KW, default=(), annotation="tuple"),
-    inspect.Parameter("model_kwargs", _KW, default=None, annotation="Mapping[str, Any] | None"),
-    inspect.Parameter("engine_kwargs", inspect.Parameter.VAR_KEYWORD),
-)
-_NAMES = frozenset(p.name for p in _PARAMETERS[:-1])
 
 
 @dataclass(frozen=True)
@@ -45,19 +34,24 @@ class QueryKeywords:
     model_kwargs: Mapping[str, Any] | None = None
     engine_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
-    def forward(self, **changes) -> dict[str, Any]:
-        """The keywords as a dict for ``**`` (with ``changes`` applied), to call
-        another query with them."""
-        out = {
-            "rng_key": self.rng_key,
-            "num_samples": self.num_samples,
-            "method": self.method,
-            "model_args": self.model_args,
-            "model_kwargs": self.model_kwargs,
-            **self.engine_kwargs,
-        }
-        out.update(changes)
-        return out
+    def forward(self) -> dict[str, Any]:
+        """The keywords as a dict for ``**``, to call another query with them."""
+        out = {n: getattr(self, n) for n in _NAMES}
+        return {**out, **self.engine_kwargs}
+
+
+# the signature the decorated functions show, from the fields above
+_FIELDS = [f for f in fields(QueryKeywords) if f.name != "engine_kwargs"]
+_NAMES = tuple(f.name for f in _FIELDS)
+_PARAMETERS = tuple(
+    inspect.Parameter(
+        f.name,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=inspect.Parameter.empty if f.default is MISSING else f.default,
+        annotation=f.type,
+    )
+    for f in _FIELDS
+) + (inspect.Parameter("engine_kwargs", inspect.Parameter.VAR_KEYWORD),)
 
 
 def query_keywords(fn: Callable) -> Callable:
@@ -68,7 +62,7 @@ def query_keywords(fn: Callable) -> Callable:
     if "query" not in own.parameters:
         raise TypeError(f"{fn.__qualname__} needs a keyword-only parameter `query`")
     params = [p for n, p in own.parameters.items() if n != "query"]
-    clash = _NAMES.intersection(p.name for p in params)
+    clash = set(_NAMES).intersection(p.name for p in params)
     if clash:
         raise TypeError(f"{fn.__qualname__} redefines the query keywords {sorted(clash)}")
 

@@ -54,7 +54,7 @@ def test_a_misspelt_keyword_is_named_with_the_fix():
         pc.ate(model, "x", "y", rng_key=KEY, query=None)
 
 
-def test_the_keywords_reach_the_query_from_every_effect():
+def test_the_keywords_reach_the_query_through_an_effect():
     # the same key and sample count give the same draws through each path
     kw = dict(rng_key=KEY, num_samples=4000, method="exact")
     cf = pc.counterfactual(model, {}, [{"x": 1}, {"x": 0}], **kw)["y"]
