@@ -50,6 +50,8 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_ITEMS",
     "compiled",
+    "concrete_array",
+    "identity",
     "model_state",
     "persistent_cache_dir",
     "signature",
@@ -91,6 +93,11 @@ class _Ident:
         return isinstance(other, _Ident) and other.obj is self.obj
 
 
+def identity(obj) -> _Ident:
+    """``obj`` as a key by identity (it holds ``obj``, so its id is not reused)."""
+    return _Ident(obj)
+
+
 _NAMES: dict = {}  # code object -> global names it (and its nested code) reads
 
 
@@ -118,22 +125,31 @@ def _is_library(obj) -> bool:
     return g is None or g is getattr(sys.modules.get(module), "__dict__", None)
 
 
-def _function_state(fn, depth, seen):
+def _function_state(fn, depth, seen, guards):
     code = getattr(fn, "__code__", None)
     if code is None:
         return _Ident(fn)
+    guards.append((_ATTR, fn, "__code__", code))
     out = []
     g = fn.__globals__
     for name in _global_names(code):
-        if name in g:
-            out.append((name, _state(g[name], depth + 1, seen)))
+        x = g.get(name, _MISSING)
+        guards.append((_ITEM, g, name, x))
+        if x is not _MISSING:
+            out.append((name, _state(x, depth + 1, seen, guards)))
     for cell in fn.__closure__ or ():
         try:
-            out.append(_state(cell.cell_contents, depth + 1, seen))
+            x = cell.cell_contents
         except ValueError:  # an empty cell
+            guards.append((_CELL, cell, _MISSING))
             out.append(None)
-    if fn.__defaults__:
-        out.append(_state(fn.__defaults__, depth + 1, seen))
+        else:
+            guards.append((_CELL, cell, x))
+            out.append(_state(x, depth + 1, seen, guards))
+    defaults = fn.__defaults__
+    guards.append((_ATTR, fn, "__defaults__", defaults))
+    if defaults:
+        out.append(_state(defaults, depth + 1, seen, guards))
     return tuple(out)
 
 
@@ -143,7 +159,9 @@ _ATOMS = frozenset({type(None), bool, int, float, complex, str, bytes})
 _ARRAYS: set = set()  # the concrete jax.Array types met so far
 
 
-def _state(v, depth, seen):
+def _state(v, depth, seen, guards):
+    """The state of ``v``; appends to ``guards`` the reads it depends on (see
+    :func:`model_state`), or :data:`_UNGUARDED` when it read mutable content."""
     t = type(v)
     if t in _ATOMS:
         return v
@@ -166,50 +184,114 @@ def _state(v, depth, seen):
         a = np.asarray(v)
         if a.dtype == object:
             return _Ident(v)
+        guards.append(_UNGUARDED)  # mutable content
         return ("ndarray", a.shape, a.dtype.str, a.tobytes())
     if depth > MAX_DEPTH or id(v) in seen:
         return _Ident(v)
     seen = seen | {id(v)}
     if isinstance(v, types.FunctionType):
-        return _function_state(v, depth, seen)
+        return _function_state(v, depth, seen, guards)
     if isinstance(v, types.MethodType):
-        return (_function_state(v.__func__, depth, seen), _state(v.__self__, depth + 1, seen))
+        return (
+            _function_state(v.__func__, depth, seen, guards),
+            _state(v.__self__, depth + 1, seen, guards),
+        )
     if isinstance(v, functools.partial):
         return (
-            _state(v.func, depth + 1, seen),
-            _state(v.args, depth + 1, seen),
-            _state(v.keywords, depth + 1, seen),
+            _state(v.func, depth + 1, seen, guards),
+            _state(v.args, depth + 1, seen, guards),
+            _state(v.keywords, depth + 1, seen, guards),
         )
     if isinstance(v, dict):
         if len(v) > MAX_ITEMS:
             return _Ident(v)
-        return tuple((_state(k, depth + 1, seen), _state(x, depth + 1, seen)) for k, x in v.items())
+        return _items_state(v, v, depth, seen, guards)
     if isinstance(v, list | tuple | set | frozenset):
         if len(v) > MAX_ITEMS:
             return _Ident(v)
-        items = sorted(v, key=repr) if isinstance(v, set | frozenset) else v
-        return (type(v).__name__,) + tuple(_state(x, depth + 1, seen) for x in items)
-    if _is_library(type(v)) and not hasattr(v, "__dict__"):
+        if isinstance(v, set):
+            guards.append(_UNGUARDED)
+            items = sorted(v, key=repr)
+        elif isinstance(v, frozenset):
+            items = sorted(v, key=repr)
+        else:
+            items = v
+            if not isinstance(v, tuple):
+                guards.append((_LEN, v, len(v)))
+                guards.extend((_INDEX, v, i, x) for i, x in enumerate(v))
+        return (type(v).__name__,) + tuple(_state(x, depth + 1, seen, guards) for x in items)
+    if _is_library(t) and not hasattr(v, "__dict__"):
         return _Ident(v)
     attrs = getattr(v, "__dict__", None)
-    if attrs is not None and any(k[:2] == "__" for k in attrs):
+    if attrs is None:
+        try:
+            hash(v)
+        except TypeError:
+            return _Ident(v)
+        return v
+    guards.append((_ATTR, v, "__class__", t))
+    kept = attrs
+    if any(k[:2] == "__" for k in attrs):
         # not the names and docs that functools.wraps copies (nor the wrapped
         # function twice)
-        attrs = {k: x for k, x in attrs.items() if k[:2] != "__"}
-    if attrs is not None and isinstance(v, Messenger):
-        attrs = _settings(attrs)
-    if attrs is not None and len(attrs) <= MAX_ITEMS:
-        call = type(v).__call__ if callable(v) and not _is_library(type(v)) else None
-        return (
-            _Ident(type(v)),
-            _state(attrs, depth + 1, seen),
-            _function_state(call, depth, seen) if isinstance(call, types.FunctionType) else None,
-        )
-    try:
-        hash(v)
-    except TypeError:
+        kept = {k: x for k, x in attrs.items() if k[:2] != "__"}
+    if isinstance(v, Messenger):
+        kept = _settings(kept)
+    if len(kept) > MAX_ITEMS:
         return _Ident(v)
-    return v
+    call = t.__call__ if callable(v) and not _is_library(t) else None
+    call_state = None
+    if isinstance(call, types.FunctionType):
+        guards.append((_ATTR, t, "__call__", call))
+        call_state = _function_state(call, depth, seen, guards)
+    return (_Ident(t), _items_state(attrs, kept, depth + 1, seen, guards), call_state)
+
+
+def _items_state(mapping, kept, depth, seen, guards):
+    """The state of the items ``kept`` of ``mapping`` (all of them, or those a
+    handler's settings or an object's attributes keep)."""
+    guards.append((_LEN, mapping, len(mapping)))
+    out = []
+    for k, x in kept.items():
+        guards.append((_ITEM, mapping, k, x))
+        out.append((_state(k, depth + 1, seen, guards), _state(x, depth + 1, seen, guards)))
+    return tuple(out)
+
+
+# The reads a state depends on, checked before a remembered state is reused:
+# (_ITEM, mapping, key, value): mapping.get(key) is value; (_LEN, container, n);
+# (_ATTR, obj, name, value): getattr(obj, name) is value; (_CELL, cell, value);
+# (_INDEX, list, i, value): list[i] is value. A state that read mutable content
+# (a NumPy array, a set) is not remembered.
+_ITEM, _LEN, _ATTR, _CELL, _INDEX = range(5)
+_MISSING = object()
+_UNGUARDED = (-1,)
+_MEMO: OrderedDict = OrderedDict()  # id(model) -> (model, guards, state)
+MEMO_SIZE = 256
+
+
+def _holds(guards) -> bool:
+    for g in guards:
+        kind = g[0]
+        if kind == _ITEM:
+            if g[1].get(g[2], _MISSING) is not g[3]:
+                return False
+        elif kind == _ATTR:
+            if getattr(g[1], g[2], _MISSING) is not g[3]:
+                return False
+        elif kind == _LEN:
+            if len(g[1]) != g[2]:
+                return False
+        elif kind == _CELL:
+            try:
+                x = g[1].cell_contents
+            except ValueError:
+                x = _MISSING
+            if x is not g[2]:
+                return False
+        elif len(g[1]) <= g[2] or g[1][g[2]] is not g[3]:
+            return False
+    return True
 
 
 def model_state(model) -> tuple:
@@ -227,8 +309,26 @@ def model_state(model) -> tuple:
 
     Models built alike (``do(model, {"x": 1.0})`` twice) have equal states, so a
     query on the second reuses the first one's compiled program.
+
+    The walk is remembered per model with the reads it made (which object each
+    global name, closure cell, attribute, dict key and list index held): while
+    every one of them still holds the same object, the remembered state is
+    returned without walking again. A walk that met a NumPy array or a set
+    (mutable content) is never remembered.
     """
-    return (_root(model), _state(model, 0, frozenset()))
+    memo = _MEMO.get(id(model))
+    if memo is not None and memo[0] is model and _holds(memo[1]):
+        return memo[2]
+    guards: list = []
+    state = (_root(model, guards), _state(model, 0, frozenset(), guards))
+    if _UNGUARDED not in guards:
+        _MEMO[id(model)] = (model, tuple(guards), state)
+        _MEMO.move_to_end(id(model))
+        if len(_MEMO) > MEMO_SIZE:
+            _MEMO.popitem(last=False)
+    else:
+        _MEMO.pop(id(model), None)
+    return state
 
 
 def _settings(attrs: dict) -> dict:
@@ -237,24 +337,38 @@ def _settings(attrs: dict) -> dict:
     return {k: x for k, x in attrs.items() if not k.startswith("_") and k != "trace"}
 
 
-def _root(model):
+def _root(model, guards):
     """The model by identity; a handler around it (``do``, ``condition``) by its type,
     its settings and the identity of what it wraps, so that handlers built alike
     around one model share their programs."""
     if not isinstance(model, Messenger):
         return _Ident(model)
-    attrs = _settings(vars(model))
-    return (
-        _Ident(type(model)),
-        tuple(
-            (k, _root(x) if k == "fn" else _state(x, 1, frozenset()))
-            for k, x in sorted(attrs.items())
-        ),
-    )
+    attrs = vars(model)
+    guards.append((_ATTR, model, "__class__", type(model)))
+    guards.append((_LEN, attrs, len(attrs)))
+    out = []
+    for k, x in sorted(_settings(attrs).items()):
+        guards.append((_ITEM, attrs, k, x))
+        out.append((k, _root(x, guards) if k == "fn" else _state(x, 1, frozenset(), guards)))
+    return (_Ident(type(model)), tuple(out))
 
 
 _CACHE: OrderedDict = OrderedDict()
 CACHE_SIZE = 256  # programs kept (least recently used dropped)
+
+
+_CONCRETE: set = set()  # the concrete (not traced) jax.Array types met so far
+
+
+def concrete_array(x) -> bool:
+    """Whether ``x`` is a JAX array holding values (not a tracer)."""
+    t = type(x)
+    if t in _CONCRETE:
+        return True
+    if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
+        _CONCRETE.add(t)
+        return True
+    return False
 
 
 def is_array(x) -> bool:

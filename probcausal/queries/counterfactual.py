@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import jax
@@ -23,6 +24,7 @@ from probcausal.infer.abduction import (
     posterior_latents,
     warn_unconverged,
 )
+from probcausal.queries import _recall
 from probcausal.queries._keywords import QueryKeywords, query_keywords
 from probcausal.queries._program import (
     action_dicts,
@@ -242,6 +244,7 @@ class _Query:
     check: bool  # NaN/inf in the evidence still to be checked, inside the program
     latents: list
     num_samples: int
+    recalled: bool = False  # prepared by an earlier query on the same arrays, checked then
 
 
 @dataclass
@@ -267,32 +270,50 @@ def run_counterfactual(
     rng_key, num_samples = query.rng_key, query.num_samples
     check_sampling(rng_key, num_samples)
     check_engine_kwargs(query.engine_kwargs)
-    q = _validate(model, evidence, actions, num_samples, query.model_args, query.model_kwargs)
-    # split only when an engine needs its own key: a split is an eager dispatch
-    k_post, k_world = jax.random.split(rng_key) if q.latents else (None, rng_key)
-    post = _abduct(q, query.method, k_post, query.engine_kwargs)
-    key, build = _plan(q, post, summary, k_world)
+    recall_key = _recall.key_of(model, evidence, actions, query, summary)
+    prepared, k_world = _recall.recall(recall_key), rng_key
+    if prepared is None:
+        prepared, k_world = _prepare(model, evidence, actions, query, summary)
+    q, post, key, build, program = prepared
     inputs = (k_world, q.evidence, post.values, key[2], q.arg_split[0])
-    program = compiled(key[0] + (False,), lambda: build(False), jit=False)
     *out, (bad, possible) = program(*inputs)
-    _check_evidence(q, post, key[0], bad, possible)
+    if not q.recalled:
+        _check_finite(q, bad)
+        if possible is not None:
+            checks = partial(compiled, key[0] + ("checks",), partial(build, "checks"), jit=False)
+            _check_possible(q, post, key[0], possible, lambda: checks()(*inputs))
+        if not q.latents and not q.traced and known_finite(q.evidence):
+            # checked now, and nothing random enters the checks (no latent ancestor)
+            _recall.remember(recall_key, (replace(q, recalled=True), *prepared[1:]))
     if summary is not None:
         return out[0]
     cf, factual = out
     return CounterfactualResult(
         cf,
         factual_unobserved=factual,
-        noise_fn=lambda: compiled(key[0] + (True,), lambda: build(True), jit=False)(*inputs),
+        noise_fn=lambda: compiled(key[0] + ("noise",), lambda: build("noise"), jit=False)(*inputs),
         num_samples=num_samples,
         _actions=q.actions,
         latents=post.values,
-        evidence=q.evidence,
+        evidence=dict(q.evidence),
         method=post.method,
         chains=post.chains,
         diagnostics=post.diagnostics,
         single=q.single,
         info=q.info,
     )
+
+
+def _prepare(model, evidence, actions, query: QueryKeywords, summary):
+    """The validated query, its posterior, plan and program, and the key of its
+    worlds: what a query asked again on the same arrays recalls (``_recall``)."""
+    q = _validate(model, evidence, actions, query.num_samples, query.model_args, query.model_kwargs)
+    # split only when an engine needs its own key: a split is an eager dispatch
+    k_post, k_world = jax.random.split(query.rng_key) if q.latents else (None, query.rng_key)
+    post = _abduct(q, query.method, k_post, query.engine_kwargs)
+    key, build = _plan(q, post, summary, k_world)
+    program = compiled(key[0] + ("worlds",), lambda: build("worlds"), jit=False)
+    return (q, post, key, build, program), k_world
 
 
 def _validate(model, evidence, actions, num_samples, model_args, model_kwargs) -> _Query:
@@ -396,7 +417,9 @@ def _abduct(q: _Query, requested: str, key, engine_kwargs) -> _Posterior:
 
 def _plan(q: _Query, post: _Posterior, summary, k_world):
     """The cache key and the builder of the world program. Returns ``((base_key,
-    act_key, act_dyn), build)``; ``build(with_noise)`` makes the program."""
+    act_key, act_dyn), build)``; ``build(output)`` makes the program of the worlds
+    (``"worlds"``), of their noise (``"noise"``) or of the per-site evidence checks
+    (``"checks"``, run only when the evidence was found impossible)."""
     # every site observed with an invertible mechanism: the noise is a function of
     # the evidence, so one run gives every sample (no sampling error)
     exact_noise = all((n in q.evidence or s.observed) and s.exact for n, s in q.info.items())
@@ -416,7 +439,7 @@ def _plan(q: _Query, post: _Posterior, summary, k_world):
         q.check,
     )
 
-    def build(with_noise: bool):
+    def build(output: str):
         bulk = _bulk_noise(q, post, runs)
         counted: list = []
         one = world_program(q.model, q.info, arg_rebuild, act_rebuild, len(q.actions), counted)
@@ -430,7 +453,7 @@ def _plan(q: _Query, post: _Posterior, summary, k_world):
             jax.eval_shape(one, *example, shapes)
             needs_keys = bool(counted)
         unread = _unread(q, shapes, summary)
-        batched = _batched(q, post, one, runs, shapes, unread, needs_keys, summary, with_noise)
+        batched = _batched(q, post, one, runs, shapes, unread, needs_keys, summary, output)
         if not shapes:
             return jax.jit(batched)
         return _chained(_bulk_draw(bulk, shapes, unread, runs), batched)
@@ -485,11 +508,11 @@ def _bulk_draw(bulk: dict, shapes: dict, unread: set, runs: int):
     return draw
 
 
-def _batched(
-    q: _Query, post: _Posterior, one, runs, shapes, unread, needs_keys, summary, with_noise
-):
+def _batched(q: _Query, post: _Posterior, one, runs, shapes, unread, needs_keys, summary, output):
     """The world program over the samples (vmapped), with the evidence checks: one
-    flag per site that the evidence is possible, and NaN/inf when still unchecked."""
+    flag that the evidence is possible (a program's every output costs a few
+    microseconds: the flag per site comes from the ``"checks"`` program, run on
+    failure only), and NaN/inf when still unchecked."""
     lat_axis = 0 if post.values else None
     num_samples, single, check = q.num_samples, q.single, q.check
 
@@ -504,10 +527,11 @@ def _batched(
         # evidence that is impossible under the model (outside a support, zero
         # likelihood): one flag per site, all samples
         possible = {n: jnp.all(c) for n, c in checks.items()}
-        if possible:  # one flag to read on the host, the per-site ones on failure
-            possible = (jnp.all(jnp.stack(list(possible.values()))), possible)
+        if output == "checks":
+            return possible
+        possible = jnp.all(jnp.stack(list(possible.values()))) if possible else None
         grow = lambda a: jnp.broadcast_to(a, (num_samples,) + a.shape[1:])  # noqa: E731
-        if with_noise:
+        if output == "noise":
             return jax.tree_util.tree_map(grow, noise)
         values = jax.tree_util.tree_map(grow, values)
         cf = {n: (v[:, 1] if single else v[:, 1:]) for n, v in values.items()}
@@ -533,28 +557,27 @@ def _chained(draw, batched):
     return chained
 
 
-def _check_evidence(q: _Query, post: _Posterior, base_key, bad, possible) -> None:
-    """Raise on NaN/inf or impossible evidence found by the program. Evidence found
-    possible once stays so while the arrays it was read from are the same (JAX
-    arrays are immutable) and nothing random enters the check (no latent ancestor):
-    later queries on it skip reading the flag back."""
+def _check_finite(q: _Query, bad) -> None:
+    """Raise on NaN/inf evidence found by the program (when it was still unchecked)."""
     if q.check:
         if bool(bad):
             check_finite(q.evidence)  # names the site and counts the bad values
         mark_finite(q.evidence)
+
+
+def _check_possible(q: _Query, post: _Posterior, base_key, possible, per_site) -> None:
+    """Raise on impossible evidence found by the program (``per_site()`` gives the
+    flag of each site). Evidence found possible once stays so while the arrays it
+    was read from are the same (JAX arrays are immutable) and nothing random enters
+    the check (no latent ancestor): later queries on it skip reading the flag back."""
+    if q.traced:
+        return
     arg_dyn = q.arg_split[0]
-    remember = None
-    if possible and not q.traced and not q.latents:
-        remember = _possible_key(base_key, q.evidence, arg_dyn)
-    if possible and not q.traced and not _known_possible(remember) and not bool(possible[0]):
-        raise_impossible(
-            q.model,
-            q.info,
-            q.evidence,
-            post.values,
-            {n: bool(v) for n, v in possible[1].items()},
-            q.args,
-            q.kwargs,
-        )
+    remember = None if q.latents else _possible_key(base_key, q.evidence, arg_dyn)
+    if _known_possible(remember):
+        return
+    if not bool(possible):
+        flags = {n: bool(v) for n, v in per_site().items()}
+        raise_impossible(q.model, q.info, q.evidence, post.values, flags, q.args, q.kwargs)
     if remember is not None:
         _mark_possible(remember, q.evidence, arg_dyn)

@@ -1,0 +1,107 @@
+"""Prepared queries, remembered: a query asked again on the same JAX arrays skips
+its validation, checks and planning.
+
+Validating a query (site names, shapes, supports, NaN), choosing its engine and
+planning its program are pure functions of the model's state
+(:func:`~probcausal.compilation.model_state`), the evidence, the actions, the
+model's arguments and the query's settings. JAX arrays are immutable, so when
+every evidence value and array argument is the same JAX array as before, every
+action a Python number and every other argument a Python atom, the prepared query
+of the first call is the prepared query of this one. Only queries whose evidence
+fixes every latent (no posterior to draw) are remembered, and only small ones
+(their arrays at most :data:`MAX_BYTES` together, where the preparation is a
+noticeable part of the query's time): the entry holds its arrays, so that their
+identity cannot be reused, and the :data:`SIZE` most recent entries are kept.
+Anything else (NumPy or Python evidence, which may change in place; traced
+values; arrays or functions as actions; engine options) is prepared afresh on
+every call.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from probcausal.compilation import concrete_array, identity, model_state
+
+SIZE = 128
+MAX_BYTES = 1 << 16
+_ENTRIES: OrderedDict = OrderedDict()  # key -> prepared query
+_ATOMS = (int, float, bool, str, type(None))
+
+
+def key_of(model, evidence, actions, query, extra=()) -> tuple | None:
+    """The key under which this query's preparation is remembered; ``None`` when
+    it cannot be remembered."""
+    if query.engine_kwargs or type(evidence) is not dict:
+        return None
+    held = [0]  # bytes of the arrays the key holds
+    ev = tuple(_array(v, held) for v in evidence.values())
+    if None in ev:
+        return None
+    acts = _actions_key(actions)
+    args = _arguments_key(query.model_args, query.model_kwargs, held)
+    if acts is None or args is None or held[0] > MAX_BYTES:
+        return None
+    ev = tuple(zip(evidence, ev, strict=True))
+    state = model_state(model)
+    return (state, ev, acts, args, query.num_samples, query.method, extra)
+
+
+def _array(v, held):
+    if not concrete_array(v):
+        return None
+    held[0] += v.nbytes
+    return identity(v)
+
+
+def _actions_key(actions):
+    dicts = [actions] if type(actions) is dict else actions
+    if type(dicts) is not list or not dicts:
+        return None
+    out = []
+    for a in dicts:
+        if type(a) is not dict:
+            return None
+        for name, v in a.items():
+            if type(v) not in (int, float, bool):
+                return None
+            out.append((name, type(v), v))
+        out.append(None)  # the end of one world's actions
+    return (type(actions) is dict, tuple(out))
+
+
+def _arguments_key(args, kwargs, held):
+    out = []
+    for name, v in (*enumerate(args), *(kwargs or {}).items()):
+        if type(v) in _ATOMS:
+            out.append((name, type(v), v))
+        elif (a := _array(v, held)) is not None:
+            out.append((name, a))
+        else:
+            return None
+    return tuple(out)
+
+
+def recall(key):
+    """The prepared query remembered under ``key``, or ``None``."""
+    if key is None:
+        return None
+    try:
+        prepared = _ENTRIES.get(key)
+    except TypeError:  # an unhashable summary
+        return None
+    if prepared is not None:
+        _ENTRIES.move_to_end(key)
+    return prepared
+
+
+def remember(key, prepared) -> None:
+    """Remember ``prepared`` under ``key`` (from :func:`key_of`)."""
+    if key is None:
+        return
+    try:
+        _ENTRIES[key] = prepared
+    except TypeError:  # an unhashable summary
+        return
+    if len(_ENTRIES) > SIZE:
+        _ENTRIES.popitem(last=False)
