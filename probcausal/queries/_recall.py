@@ -8,10 +8,10 @@ model's arguments and the query's settings. JAX arrays are immutable, so when
 every evidence value and array argument is the same JAX array as before, every
 action a Python number and every other argument a Python atom, the prepared query
 of the first call is the prepared query of this one. Only queries whose evidence
-fixes every latent (no posterior to draw) are remembered, and only small ones
-(their arrays at most :data:`MAX_BYTES` together, where the preparation is a
-noticeable part of the query's time): the entry holds its arrays, so that their
-identity cannot be reused, and the :data:`SIZE` most recent entries are kept.
+fixes every latent (no posterior to draw) are remembered. An entry holds its
+arrays, so that their identity cannot be reused: the most recent entries are
+kept, at most :data:`SIZE` of them and :data:`MAX_BYTES` of arrays together (a
+query on more is not remembered).
 Anything else (NumPy or Python evidence, which may change in place; traced
 values; arrays or functions as actions; engine options) is prepared afresh on
 every call.
@@ -24,8 +24,9 @@ from collections import OrderedDict
 from probcausal.compilation import concrete_array, identity, model_state
 
 SIZE = 128
-MAX_BYTES = 1 << 16
-_ENTRIES: OrderedDict = OrderedDict()  # key -> prepared query
+MAX_BYTES = 1 << 25  # 32 MiB
+_ENTRIES: OrderedDict = OrderedDict()  # key -> (prepared query, bytes held)
+_HELD = [0]  # bytes held by the entries
 _ATOMS = (int, float, bool, str, type(None))
 
 
@@ -34,24 +35,16 @@ def key_of(model, evidence, actions, query, extra=()) -> tuple | None:
     it cannot be remembered."""
     if query.engine_kwargs or type(evidence) is not dict:
         return None
-    held = [0]  # bytes of the arrays the key holds
-    ev = tuple(_array(v, held) for v in evidence.values())
+    ev = tuple(identity(v) if concrete_array(v) else None for v in evidence.values())
     if None in ev:
         return None
     acts = _actions_key(actions)
-    args = _arguments_key(query.model_args, query.model_kwargs, held)
-    if acts is None or args is None or held[0] > MAX_BYTES:
+    args = _arguments_key(query.model_args, query.model_kwargs)
+    if acts is None or args is None:
         return None
     ev = tuple(zip(evidence, ev, strict=True))
     state = model_state(model)
     return (state, ev, acts, args, query.num_samples, query.method, extra)
-
-
-def _array(v, held):
-    if not concrete_array(v):
-        return None
-    held[0] += v.nbytes
-    return identity(v)
 
 
 def _actions_key(actions):
@@ -70,16 +63,23 @@ def _actions_key(actions):
     return (type(actions) is dict, tuple(out))
 
 
-def _arguments_key(args, kwargs, held):
+def _arguments_key(args, kwargs):
     out = []
     for name, v in (*enumerate(args), *(kwargs or {}).items()):
         if type(v) in _ATOMS:
             out.append((name, type(v), v))
-        elif (a := _array(v, held)) is not None:
-            out.append((name, a))
+        elif concrete_array(v):
+            out.append((name, identity(v)))
         else:
             return None
     return tuple(out)
+
+
+def _held(key) -> int:
+    """Bytes of the arrays a key holds (its evidence and array arguments)."""
+    evidence, arguments = key[1], key[3]
+    arrays = [a for _, a in evidence] + [x[1] for x in arguments if len(x) == 2]
+    return sum(a.obj.nbytes for a in arrays)
 
 
 def recall(key):
@@ -87,12 +87,13 @@ def recall(key):
     if key is None:
         return None
     try:
-        prepared = _ENTRIES.get(key)
+        entry = _ENTRIES.get(key)
     except TypeError:  # an unhashable summary
         return None
-    if prepared is not None:
-        _ENTRIES.move_to_end(key)
-    return prepared
+    if entry is None:
+        return None
+    _ENTRIES.move_to_end(key)
+    return entry[0]
 
 
 def remember(key, prepared) -> None:
@@ -100,8 +101,15 @@ def remember(key, prepared) -> None:
     if key is None:
         return
     try:
-        _ENTRIES[key] = prepared
+        old = _ENTRIES.pop(key, None)
     except TypeError:  # an unhashable summary
         return
-    if len(_ENTRIES) > SIZE:
-        _ENTRIES.popitem(last=False)
+    if old is not None:
+        _HELD[0] -= old[1]
+    held = _held(key)
+    if held > MAX_BYTES:
+        return
+    _ENTRIES[key] = (prepared, held)
+    _HELD[0] += held
+    while len(_ENTRIES) > SIZE or _HELD[0] > MAX_BYTES:
+        _HELD[0] -= _ENTRIES.popitem(last=False)[1][1]

@@ -43,16 +43,30 @@ def test_a_repeated_query_is_recalled_with_the_same_answer():
     assert len(entries_for(linear)) == 2
 
 
-def test_queries_on_large_arrays_are_not_held():
-    n = _recall.MAX_BYTES // 4 + 1
-    ev = {"x": jnp.ones(n), "y": jnp.ones(n)}
+def test_the_arrays_held_are_bounded(monkeypatch):
+    monkeypatch.setattr(_recall, "MAX_BYTES", 3 * 4 * 100)
+    n = 100
 
     def model():
         with numpyro.plate("units", n):
             linear()
 
-    pc.counterfactual(model, ev, {"x": 0.0}, rng_key=KEY)
-    assert entries_for(model) == []
+    def ask(ev):
+        cf = pc.counterfactual(model, ev, {"x": 0.0}, rng_key=KEY)
+        np.testing.assert_allclose(cf["y"][0], ev["y"] - 2 * ev["x"], rtol=1e-6)
+
+    big = {"x": jnp.ones(2 * n), "y": jnp.ones(2 * n)}
+    ask({"x": jnp.ones(n), "y": jnp.ones(n)})
+    ask({"x": jnp.zeros(n), "y": jnp.ones(n)})  # 1600 bytes > 1200: the first goes
+    assert len(entries_for(model)) == 1
+    assert _recall._HELD[0] <= _recall.MAX_BYTES
+
+    def wide():
+        with numpyro.plate("units", 2 * n):
+            linear()
+
+    pc.counterfactual(wide, big, {"x": 0.0}, rng_key=KEY)  # more than the budget alone
+    assert entries_for(wide) == []
 
 
 def test_a_changed_global_is_seen_after_a_recall():
