@@ -7,6 +7,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 QUERY = """
 import jax, numpyro, numpyro.distributions as dist, probcausal as pc
@@ -34,6 +36,7 @@ def _run(env_cache: str | None, jax_cache: str | None = None) -> tuple[float, st
     return float(value), where
 
 
+@pytest.mark.slow
 def test_programs_persist_across_processes(tmp_path):
     cache = tmp_path / "cache"
     first, where = _run(str(cache))
@@ -45,6 +48,7 @@ def test_programs_persist_across_processes(tmp_path):
     assert set(os.listdir(cache)) == entries  # the second process compiled nothing new
 
 
+@pytest.mark.slow
 def test_the_cache_can_be_moved_disabled_or_left_to_the_user(tmp_path):
     assert _run("off")[1] == "None"
     own = tmp_path / "mine"
@@ -53,6 +57,7 @@ def test_the_cache_can_be_moved_disabled_or_left_to_the_user(tmp_path):
     assert not (tmp_path / "ours").exists()
 
 
+@pytest.mark.slow
 def test_processes_that_share_one_cache_give_the_same_answers(tmp_path):
     # processes compiling and reading the same programs at once (a test run on
     # several workers): each reads a whole entry or none, and recompiles then

@@ -59,6 +59,7 @@ def _frequencies(draws, k):
         pytest.param("alarm", marks=pytest.mark.slow),
     ],
 )
+@pytest.mark.slow
 def test_interventional_and_do_with_evidence_match_elimination(name):
     net = pc.data.bayesian_network(name)
     model = net.causal_model()
@@ -75,6 +76,7 @@ def test_interventional_and_do_with_evidence_match_elimination(name):
     _check(_frequencies(cf.factual[y], k_y), exact(net, {t: 0}, {e: e_val}, y))
 
 
+@pytest.mark.slow
 def test_asia_counterfactual_through_the_deterministic_or():
     """either = tub OR lung. Given either = yes and tub = no (so lung = yes), had tub
     been yes, either would still be yes: probability 1."""

@@ -56,6 +56,7 @@ def test_jax_prior_matches_networkx_generator(prior):
     ],
     ids=["linear-gaussian", "rff-laplace-hetero"],
 )
+@pytest.mark.slow
 def test_interventional_rows_match_pc_interventional(domain):
     params = sample_scm_params(jax.random.key(3), domain)
     model = scm_model(params, domain)
@@ -86,6 +87,7 @@ def test_interventional_rows_match_pc_interventional(domain):
     assert abs(obs[:, child].mean() - rows[:, child].mean()) > 10 * sd[child] / np.sqrt(n)
 
 
+@pytest.mark.slow
 def test_datasets_hide_the_order_and_keep_the_graph():
     # near noise-free linear data: each variable is an exact function of its true parents
     domain = Domain(

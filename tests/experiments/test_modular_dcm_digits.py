@@ -57,6 +57,7 @@ def test_quick_run_meets_the_thresholds(quick_results):
     assert set(r["final_wasserstein"]) == {"C", "D+Y"}
 
 
+@pytest.mark.slow
 def test_the_shipped_image_generator_draws_the_class_it_is_given():
     gen = ex.shipped_image_generator()
     assert gen is not None, "weights/digits_generator.npz is missing"

@@ -36,6 +36,7 @@ def twin_trace(model, seed_=0, **kw):
     return trace(seed(model, seed_)).get_trace(**kw)
 
 
+@pytest.mark.slow
 def test_factual_world_equals_evidence_and_model_log_density():
     twin = pc.TwinWorld(pc.do(condition(mixed, DATA), {"t": 1}))
     tr = twin_trace(twin)
@@ -153,6 +154,7 @@ def test_noise_needs_seed():
         trace(pc.TwinWorld(encouragement)).get_trace()
 
 
+@pytest.mark.slow
 def test_jit_vmap_equivalence_and_no_tracer_leaks():
     def cf(key, h):
         tr = trace(seed(pc.TwinWorld(pc.do(condition(mixed, DATA), {"x": h})), key)).get_trace()
@@ -166,6 +168,7 @@ def test_jit_vmap_equivalence_and_no_tracer_leaks():
     np.testing.assert_allclose(batched, eager, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_bulk_noise_with_a_distribution_action_and_student_t_site():
     """Standard noise is drawn for all samples at once; a distribution action and a
     StudentT site (its noise depends on ``df``) still draw per sample. The noise is

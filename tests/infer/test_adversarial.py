@@ -196,6 +196,7 @@ def test_wgan_rejects_bad_critics_and_data():
         pc.infer.WGANGP(model, {})
 
 
+@pytest.mark.slow
 def test_conditions_clamp_do_parents_to_data():
     """P(y | do(x)) matched with x clamped to data rows: the model's own prior for x
     (N(0, 1)) differs from the data's (Uniform(0, 2)) and must not matter."""

@@ -59,6 +59,7 @@ def engine():
     pc.infer.abduction._ENGINES.pop("importance-test")
 
 
+@pytest.mark.slow
 def test_a_registered_engine_serves_a_counterfactual(engine):
     """x ~ N(0, 1), y = x + e; evidence y = 1 gives e | y ~ N(0.5, 0.5), so under
     do(x = 2) y' = 2 + e ~ N(2.5, 0.5)."""

@@ -126,6 +126,7 @@ def heteroscedastic():
 
 
 @pytest.mark.parametrize("model", [nonlinear, heteroscedastic])
+@pytest.mark.slow
 def test_non_quadratic_density_is_refused_and_auto_falls_back(model):
     with pytest.raises(AbductionError, match=r"not quadratic in the latent sites \['x'\]"):
         pc.counterfactual(model, {"y": 0.5}, {"x": 1.0}, rng_key=KEY, method="gaussian")
@@ -161,6 +162,7 @@ def linear_sems(draw):
 
 @settings(max_examples=12, deadline=None)
 @given(linear_sems())
+@pytest.mark.slow
 def test_random_linear_sems_posterior_matches_conditioning(case):
     coef, scale, observed = case
     k = len(scale)

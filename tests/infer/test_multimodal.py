@@ -35,6 +35,7 @@ def test_bimodal_posterior_weighs_both_modes(seed):
     assert abs(float(np.median(np.abs(np.asarray(cf.latents["x"])))) - 1.0) < 0.1
 
 
+@pytest.mark.slow
 def test_explicit_nuts_warns_with_r_hat_when_chains_disagree():
     with pytest.warns(ConvergenceWarning, match=r"'x' \(r_hat"):
         cf = pc.counterfactual(
@@ -54,6 +55,7 @@ def partial():
     numpyro.sample("y", dist.Normal(2 * x, 1))
 
 
+@pytest.mark.slow
 def test_nuts_chains_reach_inference_data_and_arviz_diagnostics():
     cf = pc.counterfactual(
         partial,

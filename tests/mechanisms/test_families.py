@@ -71,6 +71,7 @@ def test_continuous_family_round_trip_and_noise(fn, ref):
 
 
 @pytest.mark.parametrize("fn, ref", DISCRETE, ids=lambda v: type(v).__name__)
+@pytest.mark.slow
 def test_discrete_family_round_trip_and_noise(fn, ref):
     x = fn.sample(KEY, (N,))
     u = mechanisms.abduct(jax.random.PRNGKey(2), fn, x)
@@ -124,6 +125,7 @@ def test_low_rank_mvn_round_trip():
     )
 
 
+@pytest.mark.slow
 def test_dirichlet_through_gammas():
     fn = dist.Dirichlet(jnp.array([2.0, 3.0, 5.0]))
     x = fn.sample(KEY, (500,))
@@ -206,6 +208,7 @@ def test_multinomial_sequential_binomials():
         assert np.all(np.abs(freq - pmf) <= 4 * np.sqrt(pmf * (1 - pmf) / N) + 1e-3)
 
 
+@pytest.mark.slow
 def test_multinomial_counterfactual_keeps_the_counts_quantiles():
     def model():
         t = numpyro.sample("t", dist.Bernoulli(0.5))
@@ -222,6 +225,7 @@ def test_multinomial_counterfactual_keeps_the_counts_quantiles():
     assert np.all(c[:, 0] <= stats.binom(10, 0.6).ppf(0.9**10))
 
 
+@pytest.mark.slow
 def test_mixture_round_trip_and_pushforward():
     fn = dist.MixtureSameFamily(
         dist.Categorical(probs=jnp.array([0.3, 0.7])), dist.Normal(jnp.array([-2.0, 2.0]), 0.5)

@@ -42,6 +42,7 @@ def test_continuous_abduction_inverts_apply(fn):
 
 
 @pytest.mark.parametrize("fn", CONTINUOUS, ids=lambda f: type(f).__name__)
+@pytest.mark.slow
 def test_noise_pushforward_has_the_family_distribution(fn):
     expanded = fn.expand((N,))
     x = np.asarray(mechanisms.apply(expanded, mechanisms.sample_noise(KEY, expanded)))

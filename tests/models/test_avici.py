@@ -35,6 +35,7 @@ def batch():
     return simulate(jax.random.key(1), dom, 2)
 
 
+@pytest.mark.slow
 def test_equivariant_over_variables(net, batch):
     x = batch.inputs[0]
     perm = np.array([3, 0, 5, 1, 4, 2])
@@ -44,6 +45,7 @@ def test_equivariant_over_variables(net, batch):
     assert not np.allclose(logits[~np.eye(6, dtype=bool)], logits[0, 1])  # not constant
 
 
+@pytest.mark.slow
 def test_invariant_over_samples(net, batch):
     x = batch.inputs[1]
     perm = np.asarray(jax.random.permutation(jax.random.key(2), x.shape[0]))
@@ -51,6 +53,7 @@ def test_invariant_over_samples(net, batch):
 
 
 @pytest.mark.parametrize("length", [257, 640])
+@pytest.mark.slow
 def test_blocked_attention_is_flax_attention(length):
     """Blocks of queries (padded when the length is not a multiple) give flax's
     attention and its gradient, and the network stays invariant over samples."""
@@ -73,6 +76,7 @@ def test_blocked_attention_is_flax_attention(length):
     np.testing.assert_allclose(predict(net, x[perm][None]), predict(net, x[None]), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_diagonal_is_masked(net, batch):
     probs = predict(net, batch.inputs)
     assert probs.shape == (2, 6, 6)
@@ -81,6 +85,7 @@ def test_diagonal_is_masked(net, batch):
 
 @settings(max_examples=60, deadline=None)
 @given(st.integers(2, 9), st.integers(0, 10_000), st.floats(0.1, 1.0))
+@pytest.mark.slow
 def test_acyclicity_zero_on_dags_positive_on_cycles(d, seed, weight):
     rng = np.random.default_rng(seed)
     upper = np.triu(rng.random((d, d)) < 0.5, 1) * weight * rng.uniform(0.5, 1.0, (d, d))
@@ -108,6 +113,7 @@ def test_acyclicity_gradient_is_the_eigenvalue_derivative():
     np.testing.assert_allclose(grad[1, 2], numeric / (2 * eps), rtol=1e-2)
 
 
+@pytest.mark.slow
 def test_save_and_load_round_trip(net, batch, tmp_path):
     save_avici(net, tmp_path / "m.npz", info={"note": "test"})
     loaded, info = load_avici(tmp_path / "m.npz")
@@ -116,6 +122,7 @@ def test_save_and_load_round_trip(net, batch, tmp_path):
     np.testing.assert_allclose(predict(loaded, batch.inputs), predict(net, batch.inputs), atol=5e-3)
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_resumes_exactly(tmp_path):
     import shutil
 
@@ -147,6 +154,7 @@ def test_training_lowers_the_loss_and_resumes_exactly(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_pretrain_continues_a_saved_network(tmp_path, monkeypatch):
     from probcausal.models.avici import pretrain
 
@@ -183,6 +191,7 @@ def test_acyclic_projection_keeps_the_likeliest_edges():
     assert top in dag.edges
 
 
+@pytest.mark.slow
 def test_discover_inputs(net):
     data = pd.DataFrame(np.random.default_rng(0).normal(size=(50, 3)), columns=["a", "b", "c"])
     found = pc.discover(data, interventions=[None] * 40 + ["b"] * 10, model=net)

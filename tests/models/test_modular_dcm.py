@@ -66,6 +66,7 @@ def test_model_has_one_generator_per_variable_and_a_shared_confounder_noise():
     assert sorted(tuple(sorted(e)) for e in admg.bi.edges) == [("D", "Y")]
 
 
+@pytest.mark.slow
 def test_non_identifiable_queries_are_refused_unless_allowed():
     bow = pc.ADMG(directed=[("D", "Y")], bidirected=[("D", "Y")])
     dcm = ModularDCM(bow, {"D": Discrete(3), "Y": Discrete(2)}, hidden=(8,))
@@ -152,6 +153,7 @@ def test_modular_training_recovers_the_front_door_interventional(front_door_fit)
     assert abs(float(cf["Y"].mean()) - _true_ett(0, 2)) < 0.07
 
 
+@pytest.mark.slow
 def test_options_are_checked_and_named():
     from flax import nnx
 
@@ -173,6 +175,7 @@ def test_options_are_checked_and_named():
         )
 
 
+@pytest.mark.slow
 def test_train_selects_modules_and_generator_returns_trained_weights():
     variables = {"D": Discrete(3), "M": Discrete(2), "Y": Discrete(2)}
     dcm = ModularDCM(FRONT_DOOR, variables, hidden=(8,))
@@ -205,6 +208,7 @@ def test_train_selects_modules_and_generator_returns_trained_weights():
     np.testing.assert_allclose(g(ctx, u), via_model, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_image_variables_get_convolutional_networks():
     from probcausal.models.modular_dcm import Image
 

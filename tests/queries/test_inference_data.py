@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import matplotlib
 import numpyro
 import numpyro.distributions as dist
+import pytest
 
 import probcausal as pc
 from tests.scms import encouragement, partial
@@ -12,6 +13,7 @@ matplotlib.use("Agg")
 KEY = jax.random.PRNGKey(0)
 
 
+@pytest.mark.slow
 def test_counterfactual_round_trip_dims_and_coords():
     cf = pc.counterfactual(
         encouragement,
@@ -36,6 +38,7 @@ def test_counterfactual_round_trip_dims_and_coords():
         assert not set(ds.data_vars) & set(ds.dims)
 
 
+@pytest.mark.slow
 def test_summary_and_plot_work_directly():
     cf = pc.counterfactual(
         partial, {"y": 3.0}, {"x": 1.0}, rng_key=KEY, num_samples=200, method="svi", svi_steps=300

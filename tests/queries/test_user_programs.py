@@ -67,6 +67,7 @@ def test_vector_site_counterfactual_full_evidence(model, x, want):
 
 
 @pytest.mark.parametrize("model", [vec_ones, vec_mvn])
+@pytest.mark.slow
 def test_vector_site_counterfactual_partial_evidence(model):
     # a | x = [1, 1] is N(2/3, 1/3); x' = 2 + x - a: mean 7/3, variance 1/3 per element
     n = 4000
@@ -249,6 +250,7 @@ def test_float_actions_and_evidence_on_categorical_sites():
 # --- structural zeros -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_structural_zero_class_counterfactual():
     """either = tub OR lung as a deterministic CPT (asia): given either = yes,
     tub = no (so lung = yes), do(tub = yes) keeps either = yes with probability 1."""
@@ -419,6 +421,7 @@ def test_results_print_a_summary_not_arrays():
     [dist.Poisson(3.0), dist.NegativeBinomial2(3.0, 2.0), dist.Geometric(probs=0.3)],
     ids=lambda f: type(f).__name__,
 )
+@pytest.mark.slow
 def test_unbounded_discrete_latent_posterior_by_truncated_enumeration(fn):
     def model():
         k = numpyro.sample("k", fn)
