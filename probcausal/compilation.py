@@ -50,8 +50,6 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_ITEMS",
     "compiled",
-    "concrete_array",
-    "identity",
     "model_state",
     "persistent_cache_dir",
     "signature",
