@@ -33,7 +33,9 @@ the folder is not pruned: delete it to reclaim the space.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import os
 import sys
 import types
@@ -418,6 +420,23 @@ def signature(tree) -> tuple:
         (x.shape, x.dtype) if isinstance(x, jax.Array | np.ndarray) else (np.shape(x), type(x))
         for x in leaves
     )
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Python's cyclic garbage collector paused while a program is traced and
+    compiled: tracing allocates many short-lived objects, and each full collection
+    it triggers walks the hundreds of thousands that importing JAX and NumPyro left
+    (a third of a small query's first call). Reference counting still frees what
+    it can; the cycles are collected once the collector runs again."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def compiled(key, build: Callable[[], Callable], jit: bool = True) -> Callable:

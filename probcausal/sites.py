@@ -11,7 +11,7 @@ import jax
 import numpy as np
 
 from probcausal import mechanisms
-from probcausal.compilation import CACHE_SIZE, model_state, split_static
+from probcausal.compilation import CACHE_SIZE, gc_paused, model_state, split_static
 from probcausal.errors import MissingMechanismError
 from probcausal.graph import abstract_sites, graph_of_sites
 
@@ -51,19 +51,11 @@ def model_info(model: Callable, args=(), kwargs=None) -> dict[str, SiteInfo]:
 
     def describe(site) -> dict:
         fn = site["fn"]
-        support = None
-        if getattr(fn, "has_enumerate_support", False):
-            try:
-                with jax.ensure_compile_time_eval():
-                    values = np.unique(np.asarray(fn.enumerate_support(expand=False)))
-                support = tuple(values.tolist())
-            except (jax.errors.ConcretizationTypeError, TypeError):
-                support = None  # parameter-dependent support: not enumerable
         return dict(
             batch_shape=tuple(fn.batch_shape),
             event_dim=fn.event_dim,
             discrete=bool(fn.is_discrete),
-            support=support,
+            support=_finite_support(fn),
             plate_dims=tuple(f.dim for f in site["cond_indep_stack"]),
             plate_name_dims=tuple((f.name, f.dim) for f in site["cond_indep_stack"]),
             exact=_exact(fn),
@@ -98,6 +90,27 @@ def model_info(model: Callable, args=(), kwargs=None) -> dict[str, SiteInfo]:
         for n, d in deterministic.items()
     }
     return out
+
+
+def _finite_support(fn) -> tuple | None:
+    """The values of an enumerable family's support; None when it has none or it
+    depends on traced parameters. Read off the support constraint where its bounds
+    are Python integers (no array op: each would compile a program of its own)."""
+    if not getattr(fn, "has_enumerate_support", False):
+        return None
+    c = fn.support
+    if type(c).__name__ == "_Boolean":
+        return (0, 1)
+    lo, hi = getattr(c, "lower_bound", None), getattr(c, "upper_bound", None)
+    if type(c).__name__ == "_IntegerInterval" and type(lo) is int and type(hi) is int:
+        return tuple(range(lo, hi + 1))
+    try:
+        with jax.ensure_compile_time_eval():
+            values = np.unique(np.asarray(fn.enumerate_support(expand=False)))
+        return tuple(values.tolist())
+    except (jax.errors.ConcretizationTypeError, TypeError, NotImplementedError):
+        # parameter-dependent support, or an event of several values (to_event)
+        return None
 
 
 def _exact(fn) -> bool:
@@ -139,7 +152,8 @@ def info_for(model, args, kwargs, split=None, state=None) -> dict[str, SiteInfo]
             return _INFO[key]
     except TypeError:
         return model_info(model, args, kwargs)
-    info = model_info(model, args, kwargs)
+    with gc_paused():
+        info = model_info(model, args, kwargs)
     _INFO[key] = info
     if len(_INFO) > CACHE_SIZE:
         _INFO.popitem(last=False)

@@ -33,7 +33,7 @@ from probcausal.errors import (
 )
 from probcausal.handlers import do
 from probcausal.handlers.axis import world_stack
-from probcausal.handlers.do import WorldValue, broadcast_action
+from probcausal.handlers.do import WorldValue, broadcast_action, reads_value
 from probcausal.handlers.scan import reach_into_scan, replayed, step_action
 from probcausal.handlers.stack import isolated
 from probcausal.sites import SiteInfo
@@ -339,16 +339,17 @@ class _Factual(Messenger):
     in the site's support with a finite log density there.
     """
 
-    def __init__(self, fn, noise, checks: dict, step=None):
+    def __init__(self, fn, noise, checks: dict, step=None, unread=frozenset()):
         self.noise = noise or {}
         self.checks = checks
+        self.unread = unread  # sites whose noise no world reads: not abducted
         self.at = step  # (i, length) at step i of a scan body
         self.record: dict = {"noise": {}, "checks": checks}
         self._scanned: dict = {}
         super().__init__(fn)
 
     def step(self, i, length):
-        return _Factual(None, self.noise, {}, (i, length))
+        return _Factual(None, self.noise, {}, (i, length), self.unread)
 
     def scanned(self, record):
         self._scanned.update(record["noise"])
@@ -366,6 +367,9 @@ class _Factual(Messenger):
             u = jnp.asarray(self.noise[name])
             if self.at is not None:
                 u = u[self.at[0]]
+        elif x is not None and name in self.unread:
+            mechanisms.is_exact(fn, name)  # a family without a mechanism is still named
+            u = None
         elif x is not None:
             key = None if mechanisms.is_exact(fn, name) else _key(name)
             u = mechanisms.abduct(key, fn, x, name)
@@ -469,7 +473,26 @@ def downstream_of(info: Mapping[str, SiteInfo], acted) -> frozenset:
     return frozenset(out)
 
 
-def world_program(model, info, args_rebuild, actions_rebuild, num_actions, key_counter=None):
+def noise_unread(info: Mapping[str, SiteInfo], action_list) -> frozenset:
+    """Sample sites whose noise no counterfactual world reads: in each world the
+    site is set by a value (not a function of its own value, nor a per-step action
+    that keeps the natural value at other steps) or is not downstream of that
+    world's actions. Their known values need no abduction."""
+    read: set = set()
+    for actions in action_list:
+        down = downstream_of(info, actions)
+        for n in info:
+            if n in actions:
+                if reads_value(actions[n]) or isinstance(actions[n], Mapping):
+                    read.add(n)
+            elif n in down:
+                read.add(n)
+    return frozenset(info) - read
+
+
+def world_program(
+    model, info, args_rebuild, actions_rebuild, num_actions, key_counter=None, unread=frozenset()
+):
     """``(key, evidence, latents, action_leaves, arg_leaves, noise) -> (values, noise,
     checks)``.
 
@@ -481,7 +504,8 @@ def world_program(model, info, args_rebuild, actions_rebuild, num_actions, key_c
     deterministic site; ``noise`` (site -> exogenous noise, or None) replaces the
     noise those sites would draw; ``checks[name]`` says whether the evidence for
     ``name`` is possible. With ``key_counter`` (a list), every PRNG key the run
-    consumes is counted in it.
+    consumes is counted in it. The noise of the ``unread`` sites (see
+    :func:`noise_unread`) with known values is not abducted (``None``).
     """
     deterministic = getattr(info, "deterministic", {})
 
@@ -495,7 +519,9 @@ def world_program(model, info, args_rebuild, actions_rebuild, num_actions, key_c
             inner = condition(substitute(model, latents), evidence)
             if key_counter is not None:
                 inner = _CountKeys(inner, key_counter)
-            worlds.append(trace(_Factual(inner, noise, checks)).get_trace(*args, **kwargs))
+            worlds.append(
+                trace(_Factual(inner, noise, checks, unread=unread)).get_trace(*args, **kwargs)
+            )
             for actions in action_list:
                 down = downstream_of(info, actions)
                 fn = _Counterfactual(model, worlds, actions, down)

@@ -10,9 +10,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpyro.distributions as dist
 
 from probcausal import mechanisms
-from probcausal.compilation import compiled, model_state, signature, split_static
+from probcausal.compilation import compiled, gc_paused, model_state, signature, split_static
 from probcausal.errors import AbductionError, NotGaussian
 from probcausal.evidence import any_nonfinite, check_finite, known_finite, mark_finite
 from probcausal.handlers.do import WorldValue, action_label, reads_value, unique_labels
@@ -29,6 +30,7 @@ from probcausal.queries._keywords import QueryKeywords, query_keywords
 from probcausal.queries._program import (
     action_dicts,
     check_sampling,
+    noise_unread,
     raise_impossible,
     validate,
     validate_actions,
@@ -273,10 +275,15 @@ def run_counterfactual(
     recall_key = _recall.key_of(model, evidence, actions, query, summary)
     prepared, k_world = _recall.recall(recall_key), rng_key
     if prepared is None:
-        prepared, k_world = _prepare(model, evidence, actions, query, summary)
+        with gc_paused():  # the tracing and compiling of a first query
+            prepared, k_world = _prepare(model, evidence, actions, query, summary)
     q, post, key, build, program = prepared
     inputs = (k_world, q.evidence, post.values, key[2], q.arg_split[0])
-    *out, (bad, possible) = program(*inputs)
+    if q.recalled:
+        *out, (bad, possible) = program(*inputs)
+    else:  # traced and compiled on its first call
+        with gc_paused():
+            *out, (bad, possible) = program(*inputs)
     if not q.recalled:
         _check_finite(q, bad)
         if possible is not None:
@@ -420,10 +427,8 @@ def _plan(q: _Query, post: _Posterior, summary, k_world):
     act_key, act_dyn), build)``; ``build(output)`` makes the program of the worlds
     (``"worlds"``), of their noise (``"noise"``) or of the per-site evidence checks
     (``"checks"``, run only when the evidence was found impossible)."""
-    # every site observed with an invertible mechanism: the noise is a function of
-    # the evidence, so one run gives every sample (no sampling error)
-    exact_noise = all((n in q.evidence or s.observed) and s.exact for n, s in q.info.items())
-    runs = 1 if exact_noise else q.num_samples
+    unread = noise_unread(q.info, q.actions)
+    runs = _runs(q, unread)
     act_dyn, act_key, act_rebuild = split_static(q.actions, numbers_dynamic=True)
     arg_dyn, arg_key, arg_rebuild = q.arg_split
     base_key = (
@@ -440,9 +445,13 @@ def _plan(q: _Query, post: _Posterior, summary, k_world):
     )
 
     def build(output: str):
+        skip = frozenset() if output == "noise" else unread  # the noise output shows all
+        runs = _runs(q, skip)
         bulk = _bulk_noise(q, post, runs)
         counted: list = []
-        one = world_program(q.model, q.info, arg_rebuild, act_rebuild, len(q.actions), counted)
+        one = world_program(
+            q.model, q.info, arg_rebuild, act_rebuild, len(q.actions), counted, skip
+        )
         shapes, needs_keys = {}, True
         if bulk:  # noise shapes, and whether any key is still drawn, shape-only
             lat_one = jax.tree_util.tree_map(lambda a: a[0], post.values)
@@ -452,13 +461,25 @@ def _plan(q: _Query, post: _Posterior, summary, k_world):
             counted.clear()  # count the keys the run takes with the bulk noise given
             jax.eval_shape(one, *example, shapes)
             needs_keys = bool(counted)
-        unread = _unread(q, shapes, summary)
-        batched = _batched(q, post, one, runs, shapes, unread, needs_keys, summary, output)
+        undrawn = _unread(q, shapes, summary)
+        batched = _batched(q, post, one, runs, shapes, undrawn, needs_keys, summary, output)
         if not shapes:
             return jax.jit(batched)
-        return _chained(_bulk_draw(bulk, shapes, unread, runs), batched)
+        return _chained(_bulk_draw(bulk, shapes, undrawn, runs), batched)
 
     return (base_key, act_key, act_dyn), build
+
+
+def _runs(q: _Query, unread: frozenset) -> int:
+    """How many runs of the world program the samples take: one when every site is
+    observed and its noise is either a function of its value (an invertible
+    mechanism) or read by no world, and no action draws a value (no sampling
+    error); else one per sample."""
+    draws = any(isinstance(a, dist.Distribution) for w in q.actions for a in w.values())
+    exact = not draws and all(
+        (n in q.evidence or s.observed) and (s.exact or n in unread) for n, s in q.info.items()
+    )
+    return 1 if exact else q.num_samples
 
 
 def _bulk_noise(q: _Query, post: _Posterior, runs: int) -> dict:

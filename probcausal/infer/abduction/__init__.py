@@ -148,13 +148,32 @@ def choose_method(info, latents: list[str], method: str, evidence=()) -> str:
     """Resolve ``method="auto"``, and check that an engine asked for by name can
     serve the latents (``evidence``: the names of the evidence sites)."""
     if method == "auto":
-        return _auto(info, latents, evidence)
+        method = _auto(info, latents, evidence)
+        reason = _event_refusal(info, latents, method)
+        if reason:
+            raise AbductionError(reason)
+        return method
     if method not in _ENGINES:
         raise ValueError(f"unknown abduction method {method!r}; choose one of {engines()}")
-    reason = _ENGINES[method].refusal(info, latents)
+    reason = _event_refusal(info, latents, method) or _ENGINES[method].refusal(info, latents)
     if reason:
         raise AbductionError(reason)
     return method
+
+
+def _event_refusal(info, latents: list[str], method: str) -> str | None:
+    """Discrete latents whose values form an event (``.to_event``): the built-in
+    engines that enumerate or Gibbs-update discrete sites do it element by element
+    along batch dimensions, which an event has not."""
+    events = [n for n in latents if info[n].discrete and info[n].event_dim > 0]
+    if not events or method not in ("enumeration", "gibbs", "nuts", "smc"):
+        return None
+    return (
+        f"the discrete latent site(s) {events} hold an event of several values "
+        f"(`.to_event`): method={method!r} enumerates or updates discrete sites element "
+        "by element along batch dimensions. Declare those dimensions with "
+        "`numpyro.plate` instead of `.to_event`, or observe the site(s)."
+    )
 
 
 def _options() -> list[str]:
