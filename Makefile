@@ -16,9 +16,11 @@ demo: $(STAMP)
 
 # pytest exits 5 when it collects no test: that must fail, and it does (any non-zero exit fails make).
 # pytest-xdist: one worker per core (PYTEST_WORKERS=0 runs the tests in this
-# process); the workers share the session's persistent compilation cache.
+# process); the workers share the session's persistent compilation cache. Tests
+# that share a trained fixture carry one `xdist_group` and run on one worker,
+# which trains it once.
 PYTEST_WORKERS ?= auto
-PYTEST := MPLBACKEND=Agg $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal
+PYTEST := MPLBACKEND=Agg $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
 test: $(STAMP)
 	$(PYTEST)

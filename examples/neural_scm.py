@@ -39,23 +39,23 @@ def draw_shapes(key, shape, brightness):
     return jnp.clip(img, 0.0, 1.0)[..., None]  # (n, 16, 16, 1)
 
 
-def pretrain_generator(key, steps=300):
+def pretrain_generator(key, steps=150, batch=64):
     """P(image | shape, brightness): the 'pretrained model' we then freeze."""
     gen = pc.nn.ConvGenerator(4, 4, image_shape=(SIZE, SIZE, 1), rngs=nnx.Rngs(0))
     graphdef, state = nnx.split(gen)
-    opt = optax.adam(3e-3)
+    opt = optax.adam(1e-2)
     opt_state = opt.init(state)
 
     @jax.jit
     def step(state, opt_state, key):
         k = jax.random.split(key, 4)
-        shape = jax.random.randint(k[0], (128,), 0, 3)
-        brightness = jax.random.uniform(k[1], (128,), minval=0.4, maxval=1.0)
+        shape = jax.random.randint(k[0], (batch,), 0, 3)
+        brightness = jax.random.uniform(k[1], (batch,), minval=0.4, maxval=1.0)
         target = draw_shapes(k[2], shape, brightness)
         context = jnp.concatenate([pc.nn.one_hot(shape, 3), brightness[:, None]], -1)
 
         def loss(s):
-            out = nnx.merge(graphdef, s)(context, jax.random.normal(k[3], (128, 4)))
+            out = nnx.merge(graphdef, s)(context, jax.random.normal(k[3], (batch, 4)))
             return jnp.mean((out - target) ** 2)
 
         value, grads = jax.value_and_grad(loss)(state)
@@ -120,8 +120,8 @@ def main():
     fitted = pc.infer.fit_svi(
         model,
         guide,
-        optax.adam(3e-3),
-        800,
+        optax.adam(5e-3),
+        500,
         rng_key=k[0],
         model_args=(n,),
         model_kwargs={"data": data, "batch": 128},

@@ -9,10 +9,12 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
+# the default run draws 10 examples per property (each random model compiles its
+# own programs); HYPOTHESIS_PROFILE=deep searches 300, randomized
 settings.register_profile(
     "default",
     deadline=None,
-    max_examples=20,
+    max_examples=10,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

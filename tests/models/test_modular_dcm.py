@@ -124,6 +124,7 @@ def front_door_fit():
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("front_door_fit")  # one worker trains the fixture, once
 def test_modular_training_recovers_the_front_door_interventional(front_door_fit):
     dcm, data, history = front_door_fit
     naive = np.array([float(data["Y"][data["D"] == d].mean()) for d in range(3)])
@@ -230,6 +231,7 @@ def test_image_variables_get_convolutional_networks():
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("front_door_fit")
 def test_a_trained_dcm_is_a_causal_model_for_the_core_queries(front_door_fit):
     """pc.ate, pc.interventional and pc.to_inference_data take dcm.causal_model():
     the ATE on the one-hot outcome is the change in each class's probability, and

@@ -120,7 +120,7 @@ def train_avici(
     >>> import jax
     >>> from probcausal.data import Domain
     >>> from probcausal.models.avici import train_avici
-    >>> dom = Domain(num_variables=4, num_observations=20)
+    >>> dom = Domain(num_variables=5, num_observations=30)
     >>> net, result = train_avici(dom, 20, rng_key=jax.random.key(0), batch_size=4,
     ...                           dim=16, layers=1, heads=2, progress=False)
     >>> result.metrics["cross_entropy"].shape
