@@ -299,8 +299,23 @@ def _resume(ckpt, state, num_steps: int, resume: bool):
             f"the latest checkpoint in {ckpt.directory} is at step {start}, beyond "
             f"num_steps={num_steps}; pass a larger num_steps or another directory"
         )
-    state, history = ckpt.restore(start, state)
-    return start, state, history
+    restored, history = ckpt.restore(start, state)
+    return start, jax.tree.map(_placed_like, restored, state), history
+
+
+def _placed_like(restored, fresh):
+    """A restored leaf placed as the fresh one was: Orbax commits its arrays to a
+    device, and a committed input changes the compiled program (its parameters'
+    sharding is fixed), so a resumed run would compile every chunk a second time
+    instead of reusing the first run's program from the persistent cache."""
+    if not isinstance(restored, jax.Array) or not isinstance(fresh, jax.Array):
+        return restored
+    if fresh.committed or not restored.committed:
+        return restored
+    if jnp.issubdtype(restored.dtype, jax.dtypes.prng_key):
+        data = np.asarray(jax.random.key_data(restored))
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(restored))
+    return jnp.asarray(np.asarray(restored))
 
 
 def _chunk_runner(step):

@@ -8,7 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from probcausal.compilation import compiled, model_state, signature, split_static
+from probcausal.compilation import compiled, gc_paused, model_state, signature, split_static
 from probcausal.handlers.do import action_label, unique_labels
 from probcausal.infer.abduction import check_engine_kwargs
 from probcausal.queries._keywords import QueryKeywords, query_keywords
@@ -124,7 +124,8 @@ def interventional(
 
             return batched
 
-        outs.append(compiled(cache_key, build)(rng_key, act_dyn, arg_dyn))
+        with gc_paused():  # traced and compiled on a first query
+            outs.append(compiled(cache_key, build)(rng_key, act_dyn, arg_dyn))
     if single:
         return InterventionalResult(outs[0], info=info, actions=action_list, single=True)
     stacked = {
