@@ -103,7 +103,7 @@ def _raw_key(key: jax.Array) -> jax.Array:
 
 
 def _strong(leaf):
-    if isinstance(leaf, jax.Array) and leaf.weak_type:
+    if isinstance(leaf, jax.Array) and getattr(leaf, "weak_type", False):  # keys have none
         return jax.lax.convert_element_type(leaf, leaf.dtype)
     return leaf
 

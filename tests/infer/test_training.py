@@ -61,6 +61,30 @@ def test_fit_resume_equals_an_uninterrupted_run(tmp_path):
     np.testing.assert_array_equal(resumed.losses, full.losses)
 
 
+def test_a_resumed_run_compiles_the_program_of_the_first(tmp_path):
+    # Orbax restores arrays committed to a device; placed as the fresh state's, they
+    # lower to the same program, which the persistent cache then serves
+    from probcausal.infer import training
+
+    def step(state, key, data):
+        x, k = state
+        x, metrics = _noisy_descent(x, jax.random.fold_in(key, 0), data)
+        return (x, jax.random.split(k)[0]), metrics
+
+    fresh = (jnp.float32(0.0), jax.random.key(1))
+    d = tmp_path / "ckpt"
+    pc.infer.fit(
+        step, fresh, 50, rng_key=jax.random.key(0), chunk_size=25, checkpoint_dir=d, progress=False
+    )
+    ckpt = training._Checkpoints(d, None)
+    start, restored, _ = training._resume(ckpt, fresh, 100, True)
+    assert start == 50 and not any(leaf.committed for leaf in jax.tree.leaves(restored))
+    run = training._chunk_runner(step)
+    key = jax.random.key_data(jax.random.key(0))
+    lowered = [run.lower(s, key, None, jnp.int32(start), 25).as_text() for s in (fresh, restored)]
+    assert lowered[0] == lowered[1]
+
+
 @pytest.mark.slow
 def test_wgan_resume_gives_bitwise_equal_parameters(tmp_path):
     gan, data = _small_gan()
