@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -274,16 +275,13 @@ def run_counterfactual(
     check_engine_kwargs(query.engine_kwargs)
     recall_key = _recall.key_of(model, evidence, actions, query, summary)
     prepared, k_world = _recall.recall(recall_key), rng_key
-    if prepared is None:
-        with gc_paused():  # the tracing and compiling of a first query
+    fresh = prepared is None  # prepared, traced and compiled here on a first query
+    with gc_paused() if fresh else contextlib.nullcontext():
+        if fresh:
             prepared, k_world = _prepare(model, evidence, actions, query, summary)
-    q, post, key, build, program = prepared
-    inputs = (k_world, q.evidence, post.values, key[2], q.arg_split[0])
-    if q.recalled:
+        q, post, key, build, program = prepared
+        inputs = (k_world, q.evidence, post.values, key[2], q.arg_split[0])
         *out, (bad, possible) = program(*inputs)
-    else:  # traced and compiled on its first call
-        with gc_paused():
-            *out, (bad, possible) = program(*inputs)
     if not q.recalled:
         _check_finite(q, bad)
         if possible is not None:
@@ -445,9 +443,9 @@ def _plan(q: _Query, post: _Posterior, summary, k_world):
     )
 
     def build(output: str):
-        skip = frozenset() if output == "noise" else unread  # the noise output shows all
-        runs = _runs(q, skip)
-        bulk = _bulk_noise(q, post, runs)
+        # the noise output shows every site's noise, in as many runs as that takes
+        skip, n_runs = (frozenset(), _runs(q, frozenset())) if output == "noise" else (unread, runs)
+        bulk = _bulk_noise(q, post, n_runs)
         counted: list = []
         one = world_program(
             q.model, q.info, arg_rebuild, act_rebuild, len(q.actions), counted, skip
@@ -462,10 +460,10 @@ def _plan(q: _Query, post: _Posterior, summary, k_world):
             jax.eval_shape(one, *example, shapes)
             needs_keys = bool(counted)
         undrawn = _unread(q, shapes, summary)
-        batched = _batched(q, post, one, runs, shapes, undrawn, needs_keys, summary, output)
+        batched = _batched(q, post, one, n_runs, shapes, undrawn, needs_keys, summary, output)
         if not shapes:
             return jax.jit(batched)
-        return _chained(_bulk_draw(bulk, shapes, undrawn, runs), batched)
+        return _chained(_bulk_draw(bulk, shapes, undrawn, n_runs), batched)
 
     return (base_key, act_key, act_dyn), build
 

@@ -147,15 +147,14 @@ def _auto(info: Mapping[str, SiteInfo], latents: list[str], evidence) -> str:
 def choose_method(info, latents: list[str], method: str, evidence=()) -> str:
     """Resolve ``method="auto"``, and check that an engine asked for by name can
     serve the latents (``evidence``: the names of the evidence sites)."""
-    if method == "auto":
+    auto = method == "auto"
+    if auto:
         method = _auto(info, latents, evidence)
-        reason = _event_refusal(info, latents, method)
-        if reason:
-            raise AbductionError(reason)
-        return method
-    if method not in _ENGINES:
+    elif method not in _ENGINES:
         raise ValueError(f"unknown abduction method {method!r}; choose one of {engines()}")
-    reason = _event_refusal(info, latents, method) or _ENGINES[method].refusal(info, latents)
+    reason = _event_refusal(info, latents, method)
+    if not auto:  # the rule of "auto" chooses an engine that serves the latents
+        reason = reason or _ENGINES[method].refusal(info, latents)
     if reason:
         raise AbductionError(reason)
     return method
