@@ -64,6 +64,7 @@ bench-seeds: $(STAMP) $(BENCH_TORCH)
 	$(BIN)/python benchmarks/adversarial.py
 	$(BIN)/python benchmarks/modular_dcm.py --json benchmarks/results/modular_dcm-$$(date +%F)-cpu.json
 	$(BIN)/python benchmarks/avici.py --json benchmarks/results/avici-$$(date +%F)-cpu.json
+	$(BIN)/python benchmarks/biols.py --json benchmarks/results/biols-$$(date +%F)-cpu.json
 
 bench-all: bench bench-seeds
 

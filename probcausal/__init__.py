@@ -20,6 +20,7 @@ from probcausal.identification import (
     identify,
 )
 from probcausal.models.avici import discover
+from probcausal.models.biols import BIOLS
 from probcausal.models.modular_dcm import ModularDCM
 from probcausal.queries import (
     CounterfactualResult,
@@ -47,6 +48,7 @@ __all__ = [
     "CounterfactualResult",
     "InterventionalResult",
     "ModularDCM",
+    "BIOLS",
     "MultiWorld",
     "NotIdentifiableError",
     "TwinWorld",

@@ -9,6 +9,7 @@ import sys
 
 EXPERIMENTS = {
     "avici": "probcausal.experiments.avici",
+    "biols": "probcausal.experiments.biols",
     "modular-dcm": "probcausal.experiments.modular_dcm",
 }
 

@@ -18,6 +18,7 @@ SLOW_PAGES = {
     "neural.md",
     "modular_dcm.md",
     "avici.md",
+    "biols.md",
     "abduction.md",
     "semantics.md",
     "queries.md",

@@ -6,11 +6,14 @@
   Laplace or Cauchy noise, additive or heteroscedastic) as probcausal causal
   models, and :func:`simulate`, a jitted batch simulator of observational and
   interventional data sets.
+* :mod:`~probcausal.data.latent`: latent linear-Gaussian SCMs seen through a
+  linear, MLP or block-image decoder, with known interventions (BIOLS's design).
 * :func:`load_sachs`: the Sachs et al. (2005) flow-cytometry data, shipped.
 """
 
 from probcausal.data.bif import NETWORKS, BayesianNetwork, bayesian_network, read_bif
 from probcausal.data.graphs import GRAPH_PRIORS, random_graph, sample_dag
+from probcausal.data.latent import LatentSCMData, latent_scm_data, render_blocks
 from probcausal.data.sachs import load_sachs
 from probcausal.data.scm import (
     SCM,
@@ -34,6 +37,9 @@ __all__ = [
     "Datasets",
     "Domain",
     "SCMParams",
+    "LatentSCMData",
+    "latent_scm_data",
+    "render_blocks",
     "load_sachs",
     "random_graph",
     "random_scm",

@@ -33,6 +33,7 @@ import numpy as np
 
 from probcausal.data.sachs import load_sachs
 from probcausal.data.scm import Domain, simulate
+from probcausal.metrics import scores, shd
 from probcausal.models.avici.discover import discover, predict
 from probcausal.models.avici.io import pretrained
 from probcausal.models.avici.pretrain import NETWORK, training_domains
@@ -61,64 +62,6 @@ QUICK = {"datasets": 30, "train_steps": 1500}
 FULL = {"datasets": 100, "train_steps": 5000}
 #: the held-out data sets use this seed; training uses others
 EVAL_SEED = 20_221_128
-
-
-def _pair_states(adjacency: np.ndarray):
-    """Unordered pair -> state: 0 none, 1 i->j, 2 j->i, 3 both; ``undirected`` marks
-    CPDAG edges given as 0.5 both ways."""
-    a = adjacency
-    upper = np.triu_indices(a.shape[0], 1)
-    fwd, bwd = a[upper], a.T[upper]
-    undirected = (fwd == 0.5) & (bwd == 0.5)
-    state = (fwd > 0.5).astype(int) + 2 * (bwd > 0.5).astype(int)
-    return state, undirected
-
-
-def shd(predicted: np.ndarray, truth: np.ndarray) -> int:
-    """Structural Hamming distance; ``predicted`` holds 1 for ``i -> j`` and 0.5 both
-    ways for an undirected edge.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from probcausal.experiments.avici import shd
-    >>> truth = np.array([[0, 1, 0], [0, 0, 1], [0, 0, 0]])
-    >>> shd(truth.T, truth), shd(np.zeros((3, 3)), truth), shd(truth, truth)
-    (2, 2, 0)
-    """
-    p_state, p_und = _pair_states(np.asarray(predicted, float))
-    t_state, _ = _pair_states(np.asarray(truth, float))
-    edges = {0: 0, 1: 1, 2: 1, 3: 2}  # a 2-cycle is two edges
-    total = 0
-    for p, undirected, t in zip(p_state, p_und, t_state, strict=True):
-        if undirected:
-            total += 1  # an extra edge, or one left unoriented
-        elif p == t:
-            continue
-        elif p == 0 or t == 0:
-            total += edges[p] + edges[t]  # missing or extra edges
-        else:
-            total += 1  # reversed
-    return total
-
-
-def scores(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """AUROC, AUPRC, SHD and F1 of one predicted score matrix against the truth."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    d = truth.shape[0]
-    off = ~np.eye(d, dtype=bool)
-    y, s = truth[off].astype(int), np.asarray(predicted, float)[off]
-    has_both = 0 < y.sum() < y.size
-    auroc = roc_auc_score(y, s) if has_both else float("nan")
-    auprc = average_precision_score(y, s) if has_both else float("nan")
-    binary = np.where(np.isclose(predicted, 0.5), 0.5, (np.asarray(predicted) > 0.5) * 1.0)
-    predicted_edges = binary[off] >= 0.5
-    tp = (predicted_edges & (y == 1)).sum()
-    precision = tp / max(predicted_edges.sum(), 1)
-    recall = tp / max(y.sum(), 1)
-    f1 = 0.0 if tp == 0 else 2 * precision * recall / (precision + recall)
-    return {"auroc": auroc, "auprc": auprc, "shd": shd(binary, truth), "f1": float(f1)}
 
 
 def _cpdag_scores(graph: np.ndarray) -> np.ndarray:

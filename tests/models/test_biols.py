@@ -1,0 +1,235 @@
+"""BIOLS: the collapsed likelihood against brute force, recovery of the graph, the
+order and the latents, generation under unseen interventions, resume, bad data."""
+
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.stats import multivariate_normal
+
+import probcausal as pc
+from probcausal.errors import NotFittedError, TrainingDataError
+from probcausal.metrics import auroc, mcc, shd
+from probcausal.models.biols import likelihood as lik
+
+pytestmark = pytest.mark.xdist_group("biols")
+
+
+def _contexts(data):
+    contexts, context = np.unique(data.targets, axis=0, return_inverse=True)
+    return contexts, context.ravel(), np.where(data.targets, data.values, 0.0)
+
+
+def _collapsed(data, x_noise, dtype=jnp.float64):
+    contexts, context, tv = _contexts(data)
+    d, dim = data.decoder.shape
+    return lik.collapsed_log_likelihood(
+        jnp.asarray(data.x, dtype),
+        jnp.asarray(context),
+        jnp.asarray(contexts),
+        jnp.asarray(tv, dtype),
+        jnp.asarray(data.weights, dtype),
+        jnp.asarray(data.noise_scale, dtype),
+        jnp.asarray(data.decoder, dtype),
+        jnp.zeros(dim, dtype),
+        x_noise,
+    )
+
+
+def _context_moments_np(data, i):
+    t = data.targets[i]
+    w = data.weights.astype(np.float64) * (1 - t)[None, :]
+    m = np.linalg.inv(np.eye(len(t)) - w)
+    scale = np.where(t, 0.1, data.noise_scale)
+    tv = np.where(t, data.values[i], 0.0)
+    return tv @ m, m.T @ np.diag(scale**2) @ m
+
+
+def test_collapsed_likelihood_is_the_dense_gaussian_marginal():
+    with jax.enable_x64(True):
+        data = pc.data.latent_scm_data(
+            jax.random.key(0), 4, 12, num_observational=200, num_target_sets=4, rows_per_set=30
+        )
+        got = float(_collapsed(data, 0.1))
+    a = data.decoder.astype(np.float64)
+    want = 0.0
+    for i in range(len(data.x)):
+        mean, cov = _context_moments_np(data, i)
+        want += multivariate_normal(mean @ a, a.T @ cov @ a + 0.01 * np.eye(12)).logpdf(data.x[i])
+    assert got == pytest.approx(want, rel=1e-9)
+
+
+def test_collapsed_likelihood_matches_a_monte_carlo_marginal_likelihood():
+    """log p(x_i) = log E_z[p(x_i | z)], z drawn from its context's prior: the
+    estimate's standard error (delta method) sets the tolerance."""
+    data = pc.data.latent_scm_data(
+        jax.random.key(2),
+        2,
+        3,
+        num_observational=2,
+        num_target_sets=2,
+        rows_per_set=2,
+        x_noise=1.0,
+    )
+    with jax.enable_x64(True):
+        contexts, context, tv = _contexts(data)
+        exact = []
+        for i in range(len(data.x)):
+            sub = data._replace(
+                x=data.x[i : i + 1], targets=data.targets[i : i + 1], values=data.values[i : i + 1]
+            )
+            exact.append(float(_collapsed(sub, 1.0)))
+    rng = np.random.default_rng(0)
+    n = 400_000
+    for i, want in enumerate(exact):
+        mean, cov = _context_moments_np(data, i)
+        z = rng.multivariate_normal(mean, cov, size=n)
+        resid = data.x[i] - z @ data.decoder
+        logw = -0.5 * (resid**2).sum(1) - 1.5 * np.log(2 * np.pi)
+        w = np.exp(logw - logw.max())
+        estimate = np.log(w.mean()) + logw.max()
+        se = w.std() / (w.mean() * np.sqrt(n))
+        assert estimate == pytest.approx(want, abs=5 * se + 1e-6), (i, se)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("values", ["gaussian", "zero"])
+def test_fit_recovers_graph_and_latents_with_known_order(values):
+    data = pc.data.latent_scm_data(jax.random.key(1), 4, 30, values=values, num_target_sets=10)
+    m = pc.BIOLS(num_latents=4, order=data.order, restarts=2)
+    m.fit(
+        data.x,
+        targets=data.targets,
+        values=data.values,
+        rng_key=jax.random.key(0),
+        steps=1500,
+        progress=False,
+    )
+    probs = m.edge_probabilities()
+    assert shd((probs > 0.5) * 1, data.adjacency) == 0
+    assert auroc(probs, data.adjacency) == 1.0
+    assert mcc(m.encode(data.x, targets=data.targets, values=data.values), data.z) > 0.95
+    # with zero values a latent's scale is pinned only by the variance of its m_j
+    # intervened rows (known noise 0.1): log-scale standard error ~ 1 / sqrt(2 m_j)
+    m_j = data.targets.sum(0)
+    rtol = np.maximum(0.15, 4 / np.sqrt(2 * m_j)) if values == "zero" else 0.15
+    assert (np.abs(m.noise_scale() / data.noise_scale - 1) < rtol).all()
+    edges = data.weights != 0
+    np.testing.assert_allclose(np.abs(m.weights()[edges]), np.abs(data.weights[edges]), rtol=0.1)
+    g = m.graph()
+    assert {(int(a[1:]), int(b[1:])) for a, b in g.edges} == set(
+        zip(*np.nonzero(edges), strict=True)
+    )
+    idata = m.posterior(rng_key=jax.random.key(0), num_samples=100)
+    assert idata.posterior["W"].shape == (1, 100, 4, 4)
+    assert list(idata.posterior["W"].coords["cause"].values) == m.latent_names
+
+
+@pytest.mark.slow
+def test_permutation_posterior_recovers_a_known_order():
+    # expected degree 2 at d = 3: every pair has an edge, so one order fits
+    data = pc.data.latent_scm_data(jax.random.key(4), 3, 15, expected_degree=2.0, num_target_sets=6)
+    assert data.adjacency.sum() == 3
+    m = pc.BIOLS(num_latents=3, restarts=2).fit(
+        data.x,
+        targets=data.targets,
+        values=data.values,
+        rng_key=jax.random.key(0),
+        steps=800,
+        progress=False,
+    )
+    np.testing.assert_array_equal(m.map_order(), data.order)
+    draws = m.posterior_samples(rng_key=jax.random.key(1), num_samples=200)
+    assert (draws["order"] == data.order).all(1).mean() > 0.9
+    assert shd((m.edge_probabilities() > 0.5) * 1, data.adjacency) == 0
+
+
+@pytest.mark.slow
+def test_generation_under_an_unseen_intervention_matches_the_generator():
+    data = pc.data.latent_scm_data(jax.random.key(5), 4, 30, num_target_sets=8)
+    m = pc.BIOLS(num_latents=4, order=data.order, restarts=2).fit(
+        data.x,
+        targets=data.targets,
+        values=data.values,
+        rng_key=jax.random.key(0),
+        steps=600,
+        progress=False,
+    )
+    actions = {0: 2.5, 3: -1.5}  # every target set of the training data differs
+    seen = {tuple(np.flatnonzero(t)) for t in data.targets}
+    assert (0, 3) not in seen
+    _, x_true = data.sample(jax.random.key(7), 200_000, actions)
+    draws = pc.interventional(
+        m.causal_model(),
+        {f"z{j}": v for j, v in actions.items()},
+        rng_key=jax.random.key(8),
+        num_samples=50_000,
+    )
+    got = np.asarray(draws["x"]).reshape(-1, 30).mean(0)
+    want = x_true.mean(0)
+    assert np.linalg.norm(got - want) / np.linalg.norm(want) < 0.05
+    # the latents: the intervened ones are set, their effects follow W
+    assert float(np.asarray(draws["z0"]).mean()) == pytest.approx(2.5, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_resume_is_bitwise(tmp_path):
+    data = pc.data.latent_scm_data(jax.random.key(6), 3, 10, num_target_sets=4)
+    kw = dict(targets=data.targets, values=data.values, rng_key=jax.random.key(0), progress=False)
+    ckpt = tmp_path / "biols"
+    full = pc.BIOLS(3, order=data.order, restarts=2).fit(
+        data.x, steps=200, checkpoint_dir=ckpt, **kw
+    )
+    # a run killed after its step-100 checkpoint: remove the later one
+    steps = sorted(int(p) for p in os.listdir(ckpt) if p.isdigit())
+    assert steps[-2:] == [100, 200]
+    shutil.rmtree(ckpt / "200")
+    resumed = pc.BIOLS(3, order=data.order, restarts=2).fit(
+        data.x, steps=200, checkpoint_dir=ckpt, resume=True, **kw
+    )
+    for k in full.params:
+        np.testing.assert_array_equal(full.params[k], resumed.params[k])
+    np.testing.assert_array_equal(full.history["restart_losses"], resumed.history["restart_losses"])
+
+
+def test_bad_inputs_raise_named_errors():
+    data = pc.data.latent_scm_data(jax.random.key(0), 3, 10, num_target_sets=3)
+    m = pc.BIOLS(3)
+    kw = dict(rng_key=jax.random.key(0), steps=10, progress=False)
+    with pytest.raises(TrainingDataError, match=r"targets has shape \(2300, 2\)"):
+        m.fit(data.x, targets=data.targets[:, :2], values=data.values, **kw)
+    with pytest.raises(TrainingDataError, match=r"values has shape \(10, 3\)"):
+        m.fit(data.x, targets=data.targets, values=data.values[:10], **kw)
+    with pytest.raises(TrainingDataError, match="values were given without targets"):
+        m.fit(data.x, values=data.values, **kw)
+    x = data.x.copy()
+    x[7, 2] = np.nan
+    with pytest.raises(TrainingDataError, match=r"x holds 1 NaN .*row 7"):
+        m.fit(x, targets=data.targets, values=data.values, **kw)
+    with pytest.raises(TrainingDataError, match="rows, features"):
+        m.fit(data.x[0], targets=data.targets, values=data.values, **kw)
+    with pytest.raises(ValueError, match="objective='elbo'"):
+        pc.BIOLS(3, objective="elbo")
+    with pytest.raises(NotFittedError, match="call fit"):
+        m.causal_model()
+    with pytest.raises(ValueError, match="not a permutation"):
+        pc.BIOLS(3, order=[0, 0, 1])
+    with pytest.raises(ValueError, match="decoder='conv'"):
+        pc.BIOLS(3, decoder="conv")
+
+
+def test_metrics_against_references():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    truth = (rng.random((6, 6)) < 0.3) * np.triu(np.ones((6, 6)), 1)
+    score = np.round(rng.random((6, 6)), 1)  # ties
+    off = ~np.eye(6, dtype=bool)
+    assert auroc(score, truth) == pytest.approx(roc_auc_score(truth[off], score[off]))
+    assert shd(truth, truth) == 0 and shd(truth.T, truth) == truth.sum()
+    z = rng.normal(size=(1000, 3))
+    assert mcc(z[:, [2, 0, 1]] * [1, -3, 2], z) == pytest.approx(1.0)
+    assert mcc(rng.normal(size=(1000, 3)), z) < 0.15
