@@ -233,3 +233,20 @@ def test_metrics_against_references():
     z = rng.normal(size=(1000, 3))
     assert mcc(z[:, [2, 0, 1]] * [1, -3, 2], z) == pytest.approx(1.0)
     assert mcc(rng.normal(size=(1000, 3)), z) < 0.15
+
+
+@pytest.mark.parametrize("d", [5, 15])  # exact below EXACT_MAX = 12, greedy above
+def test_best_order_of_the_true_latents_is_a_topological_order(d):
+    from probcausal.models.biols.order import EXACT_MAX, best_order, order_scores
+
+    assert (d <= EXACT_MAX) == (d == 5)
+    for seed in range(2):
+        data = pc.data.latent_scm_data(jax.random.key(seed), d, 20)
+        order = best_order(data.z, data.targets)
+        assert sorted(order.tolist()) == list(range(d))
+        position = np.argsort(order)
+        cause, effect = np.nonzero(data.adjacency)
+        assert (position[cause] < position[effect]).all(), (seed, order, data.order)
+        # no worse than the generator's own order
+        got = order_scores(data.z, data.targets, order)
+        assert got >= order_scores(data.z, data.targets, data.order) - 1e-6 * abs(got)

@@ -145,41 +145,8 @@ def collapsed_log_likelihood(
     (``N(0, σ_x²)`` in its ``D - d`` directions): no ``D x D`` matrix is formed.
     """
     n, dim = x.shape
-    zhat, resid, chol_gram = _project(x, decoder, bias)
-    return _collapsed(
-        zhat,
-        jnp.sum(resid**2),
-        n,
-        dim,
-        chol_gram,
-        context,
-        context_targets,
-        target_values,
-        weights,
-        noise_scale,
-        x_noise,
-        intervention_noise,
-    )
-
-
-def _collapsed(
-    zhat,
-    resid_ss,
-    n,
-    dim,
-    chol_gram,
-    context,
-    context_targets,
-    target_values,
-    weights,
-    noise_scale,
-    x_noise,
-    intervention_noise,
-):
-    """The collapsed log-likelihood from the least-squares latents ``zhat``, the
-    total squared residual off the decoder's row space and ``A Aᵀ``'s Cholesky
-    factor."""
     d = weights.shape[-1]
+    zhat, resid, chol_gram = _project(x, decoder, bias)
     m, cov = context_moments(weights, noise_scale, context_targets, intervention_noise)
     gram_inv = jax.scipy.linalg.cho_solve((chol_gram, True), jnp.eye(d, dtype=zhat.dtype))
     total_cov = cov + x_noise**2 * gram_inv[None]  # (K, d, d): the covariance of ẑ
@@ -191,10 +158,18 @@ def _collapsed(
     white = jnp.einsum("nab,nb->na", chol_inv[context], delta)
     logdet = 2 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1)  # (K,)
     in_span = -0.5 * (jnp.sum(white**2) + jnp.sum(logdet[context]) + n * d * _LOG_2PI)
-    # the change of variables x -> ẑ over the decoder's row space: |det A Aᵀ|^(1/2)
+    return in_span + _off_span(jnp.sum(resid**2), n, dim, chol_gram, x_noise)
+
+
+def _off_span(resid_ss, n, dim, chol_gram, x_noise):
+    """The log-likelihood of the ``n`` rows' residuals off the decoder's row space
+    (``N(0, σ_x²)`` in its ``D - d`` directions, total square ``resid_ss``), plus
+    the change of variables ``x -> ẑ`` over the row space, ``|det A Aᵀ|^(1/2)``
+    per row (``chol_gram`` the Cholesky factor of ``A Aᵀ``)."""
+    d = chol_gram.shape[-1]
     jac = -jnp.sum(jnp.log(jnp.diagonal(chol_gram)))
-    off_span = -0.5 * (resid_ss / x_noise**2 + n * (dim - d) * (_LOG_2PI + 2 * jnp.log(x_noise)))
-    return in_span + off_span + n * jac
+    off = -0.5 * (resid_ss / x_noise**2 + n * (dim - d) * (_LOG_2PI + 2 * jnp.log(x_noise)))
+    return off + n * jac
 
 
 class Projected(NamedTuple):
@@ -298,11 +273,7 @@ def projected_log_likelihood(
     quad = jnp.sum(jnp.trace(solved, axis1=-2, axis2=-1))
     logdet = 2 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1)  # (K,)
     in_span = -0.5 * (quad + jnp.sum(data.count * logdet) + n * d * _LOG_2PI)
-    jac = -jnp.sum(jnp.log(jnp.diagonal(chol_gram)))
-    off_span = -0.5 * (
-        resid_ss / x_noise**2 + n * (data.dim - d) * (_LOG_2PI + 2 * jnp.log(x_noise))
-    )
-    return in_span + off_span + n * jac
+    return in_span + _off_span(resid_ss, n, data.dim, chol_gram, x_noise)
 
 
 def prior_expected_log_likelihood(

@@ -266,18 +266,24 @@ class BIOLS:
             objective=self.objective,
         )
 
-    def _inits(self, key, x, targets, values, basis):
-        """Starting points ``(T, b)``, one per restart. Each latent's intervened
+    def _inits(self, key, projected, scale, targets, values):
+        """Starting points ``(T, b)`` and order logits, one per restart, from the
+        :class:`~.likelihood.Projected` statistics of ``x`` and the standard
+        deviations ``scale`` along its principal directions. Each latent's intervened
         rows give the direction ``u_j`` with ``z_j ≈ y u_j + β_j`` (``y`` the
-        coordinates of ``x`` in ``basis``): by least squares on the values when they
+        centred coordinates of ``x`` in the decoder basis): by least squares on the values when they
         vary, else as the direction of least variance there relative to all rows
         (``z_j`` barely varies under a hard intervention). Then ``T = U⁻¹``; the
         first restart starts there, the others from perturbations of it (latents
         never intervened on get random directions)."""
         d = self.num_latents
-        basis = np.asarray(basis, np.float64)
-        mean = x.mean(0)
-        y = (x - mean) @ np.linalg.pinv(basis)
+        scale = np.asarray(scale, np.float64)
+        directions = np.asarray(projected.basis, np.float64)
+        coords = np.asarray(projected.coords, np.float64)
+        coords_mean = coords.mean(0)
+        mean = coords_mean @ directions + np.asarray(projected.off_mean)  # x's mean
+        y = (coords - coords_mean) / scale
+        basis = scale[:, None] * directions
         rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
         u, beta = rng.normal(size=(d, d)) / np.sqrt(d), np.zeros(d)
         cov_all = np.cov(y.T) + 1e-9 * np.eye(d)
@@ -338,10 +344,10 @@ class BIOLS:
         basis = scale[:, None] * directions  # the decoder is T @ basis
         k_init, k_dec, k_fit = jax.random.split(rng_key, 3)
         targets_bool = np.asarray(contexts)[context]
-        t_inits, b_inits, logit_inits = self._inits(k_dec, x, targets_bool, tv, basis)
-        unit = np.asarray(basis) / np.linalg.norm(np.asarray(basis), axis=1, keepdims=True)
-        resid = x - x.mean(0) - (x - x.mean(0)) @ unit.T @ unit
-        log_noise = jnp.log(jnp.float32(max(np.sqrt((resid**2).mean()), 1e-3)))
+        t_inits, b_inits, logit_inits = self._inits(k_dec, projected, scale, targets_bool, tv)
+        # σ_x starts at the root mean square of x off the principal subspace
+        off_rms = float(np.sqrt(projected.off_ss / x.size))
+        log_noise = jnp.log(jnp.float32(max(off_rms, 1e-3)))
 
         def init(key, t, b, logits):
             start = {"T": t, "b": b, "log_sigma_x": log_noise}
@@ -416,16 +422,7 @@ class BIOLS:
         lower = loc + scale * jax.random.normal(k_l, (num_samples,) + loc.shape)
         loc_s, scale_s = self._loc_scale("log_sigma")
         sigma = jnp.exp(loc_s + scale_s * jax.random.normal(k_s, (num_samples, d)))
-        if self.order is None:
-            logits = jnp.asarray(self._order_logits())
-            keys = jax.random.split(k_p, num_samples)
-            perm = jax.vmap(
-                lambda k: lik.hungarian(
-                    (logits + jax.random.gumbel(k, logits.shape)) / self.order_temperature
-                )
-            )(keys)
-        else:
-            perm = jnp.broadcast_to(lik.permutation_matrix(self.order), (num_samples, d, d))
+        perm = self._order_draws(k_p, num_samples)
         out = {
             "W": np.asarray(lik.weights_from_order(lower, perm, d)),
             "sigma": np.asarray(sigma),
@@ -433,6 +430,19 @@ class BIOLS:
         if self.order is None:
             out["order"] = np.argmax(np.asarray(perm), axis=-2)
         return out
+
+    def _order_draws(self, key, num_samples: int):
+        """``(num_samples, d, d)`` permutation matrices: hard Gumbel-Sinkhorn draws
+        of the learned order, or the known order repeated."""
+        d = self.num_latents
+        if self.order is not None:
+            return jnp.broadcast_to(lik.permutation_matrix(self.order), (num_samples, d, d))
+        logits = jnp.asarray(self._order_logits())
+        return jax.vmap(
+            lambda k: lik.hungarian(
+                (logits + jax.random.gumbel(k, logits.shape)) / self.order_temperature
+            )
+        )(jax.random.split(key, num_samples))
 
     def edge_probabilities(self, *, rng_key: jax.Array | None = None, num_samples: int = 256):
         """``(d, d)``: the posterior probability that ``|W[i, j]|`` exceeds the edge
@@ -444,13 +454,9 @@ class BIOLS:
         c = self.edge_threshold
         p_lower = norm.cdf((-c - loc) / scale) + norm.cdf((loc - c) / scale)
         if self.order is None:
-            draws = self.posterior_samples(
-                rng_key=jax.random.key(0) if rng_key is None else rng_key,
-                num_samples=num_samples,
-            )
-            perm = jax.vmap(lambda o: jnp.asarray(lik.permutation_matrix(np.arange(d)))[:, o])(
-                jnp.asarray(draws["order"])
-            )
+            # the order draws posterior_samples makes with this key
+            _, _, k_p = jax.random.split(jax.random.key(0) if rng_key is None else rng_key, 3)
+            perm = self._order_draws(k_p, num_samples)
         else:
             perm = jnp.asarray(lik.permutation_matrix(self.order))[None]
         probs = lik.weights_from_order(
