@@ -62,6 +62,33 @@ def test_collapsed_likelihood_is_the_dense_gaussian_marginal():
     assert got == pytest.approx(want, rel=1e-9)
 
 
+@pytest.mark.parametrize("values", ["gaussian", "zero"])
+def test_projected_likelihood_equals_the_collapsed_one(values):
+    """The fit's per-context statistics give the row-wise collapsed likelihood
+    (float64, a random decoder in a random orthonormal subspace and a bias)."""
+    with jax.enable_x64(True):
+        data = pc.data.latent_scm_data(
+            jax.random.key(0),
+            4,
+            12,
+            values=values,
+            num_observational=200,
+            num_target_sets=4,
+            rows_per_set=30,
+        )
+        contexts, context, tv = _contexts(data)
+        rng = np.random.default_rng(0)
+        basis = jnp.asarray(np.linalg.qr(rng.normal(size=(12, 4)))[0].T)
+        coef, bias = jnp.asarray(rng.normal(size=(4, 4))), jnp.asarray(rng.normal(size=12))
+        w, s = jnp.asarray(data.weights, jnp.float64), jnp.asarray(data.noise_scale, jnp.float64)
+        x, tv = jnp.asarray(data.x, jnp.float64), jnp.asarray(tv, jnp.float64)
+        rows = (jnp.asarray(context), jnp.asarray(contexts), tv)
+        want = lik.collapsed_log_likelihood(x, *rows, w, s, coef @ basis, bias, 0.3)
+        projected = lik.project_data(x, basis, rows[0], tv, len(contexts))
+        got = lik.projected_log_likelihood(projected, rows[1], w, s, coef, bias, 0.3)
+    assert float(got) == pytest.approx(float(want), rel=1e-12)
+
+
 def test_collapsed_likelihood_matches_a_monte_carlo_marginal_likelihood():
     """log p(x_i) = log E_z[p(x_i | z)], z drawn from its context's prior: the
     estimate's standard error (delta method) sets the tolerance."""
