@@ -12,6 +12,7 @@ import numpyro
 import numpyro.distributions as dist
 import optax
 import scipy.linalg
+from flax import nnx
 from jax.scipy.stats import norm
 from numpyro.infer import SVI, Trace_ELBO
 
@@ -19,11 +20,12 @@ from probcausal.causal_model import CausalModel
 from probcausal.errors import NotFittedError, TrainingDataError
 from probcausal.infer.training import fit as run_fit
 from probcausal.models.biols import likelihood as lik
+from probcausal.models.biols import neural
 from probcausal.models.biols.order import best_order
 
 __all__ = ["BIOLS", "biols_guide", "biols_model"]
 
-DECODERS = ("linear",)
+DECODERS = ("linear", "mlp", "conv")
 OBJECTIVES = ("collapsed", "prior")
 
 
@@ -80,7 +82,7 @@ def biols_guide(*args, num_latents: int, init_scale: float = 0.05, **kwargs):
     medians are zero), written out so that its set-up needs no gradient of the
     model (``AutoNormal`` compiles one to validate its starting point)."""
     d = num_latents
-    dtype = args[0].coords.dtype
+    dtype = getattr(args[0], "coords", args[0]).dtype
     for name, size in (("L", d * (d - 1) // 2), ("log_sigma", d)):
         loc = numpyro.param(f"{name}_auto_loc", jnp.zeros(size, dtype))
         scale = numpyro.param(
@@ -97,6 +99,43 @@ def _principal_basis(x, d):
     centred = x - x.mean(0)
     _, s, vt = jnp.linalg.svd(centred, full_matrices=False)
     return vt[:d], s[:d] / jnp.sqrt(x.shape[0])
+
+
+def _zero_valued_direction(subspace, cov_obs, others, cov_hit, cov_rest, iterations=30):
+    """A latent's direction ``u`` (``z_j ≈ y u``) from zero-valued interventions.
+
+    ``subspace`` ``(d, m)`` holds the directions of least variance on the rows
+    that intervene on ``j``: it spans ``z_j`` and the latents intervened on in most
+    of those rows too. ``z_j`` is the direction of small variance in *every*
+    context that intervenes on it (``cov_hit``, ``(contexts, d, d)``) relative to
+    the rows that do not (``cov_rest``): the minimum over ``subspace`` of the
+    largest ratio, by iteratively reweighted generalized eigenproblems (a pooled
+    ratio is fooled by a latent of large variance intervened on in most of the
+    rows). Variances cannot tell ``z_j`` from ``z_j + c z_k`` when every row that
+    intervenes on ``j`` also intervenes on ``k``: the two are equivalent models
+    (the second with an extra edge ``k → j``); there the one uncorrelated in the
+    observational rows with those latents' directions (``others``, ``(d, m')``) is
+    taken, the sparse choice when ``k`` is no ancestor of ``j``."""
+    basis = subspace
+    if others.shape[1] and subspace.shape[1] > others.shape[1]:
+        _, _, vt = np.linalg.svd(others.T @ cov_obs @ subspace)
+        basis = subspace @ vt[others.shape[1] :].T  # uncorrelated with the others
+    if basis.shape[1] == 1:
+        return basis[:, 0] / np.linalg.norm(basis[:, 0])
+    hit = np.einsum("ia,sij,jb->sab", basis, cov_hit, basis)
+    rest = basis.T @ cov_rest @ basis + 1e-9 * np.eye(basis.shape[1])
+    weights = np.full(len(hit), 1.0 / len(hit))
+    best, best_max = None, np.inf
+    for _ in range(iterations):
+        _, vecs = scipy.linalg.eigh(np.einsum("s,sab->ab", weights, hit), rest)
+        a = vecs[:, 0]
+        ratio = np.einsum("a,sab,b->s", a, hit, a) / (a @ rest @ a)
+        if ratio.max() < best_max:
+            best, best_max = a, ratio.max()
+        weights = weights * ratio / ratio.mean()  # multiplicative: towards the largest
+        weights = weights / weights.sum()
+    u = basis @ best
+    return u / np.linalg.norm(u)
 
 
 def _order_logits_init(z, targets, restarts, rng, strength: float = 3.0):
@@ -138,7 +177,12 @@ class BIOLS:
     num_latents : int
         ``d``.
     decoder : str
-        ``"linear"``.
+        ``"linear"`` (the latents integrated out exactly), ``"mlp"`` (an
+        :class:`~probcausal.nn.MLP`) or ``"conv"`` (a
+        :class:`~probcausal.nn.ConvGenerator`, for images). The nonlinear
+        decoders are residual on a linear fit (:attr:`warm_start`) and trained
+        with an amortized encoder ``q(z | x, targets, values)`` by the ELBO (see
+        :mod:`~probcausal.models.biols.neural`).
     order : sequence of int or None
         A known topological order of the latents (``order[k]`` is the latent at
         position ``k``), or ``None`` to learn it (Gumbel-Sinkhorn posterior).
@@ -156,6 +200,16 @@ class BIOLS:
         ``"collapsed"`` (the latents integrated out), or ``"prior"``: the
         encoder-free objective of the original code (each row's latents drawn from
         their prior), kept as a baseline; it fails with zero-valued interventions.
+    hidden : sequence of int
+        The nonlinear decoders' and the encoder's MLP layer widths.
+    batch_size : int or None
+        Rows per ELBO step for the nonlinear decoders (default 512, 64 for
+        ``"conv"``).
+    warm_start_steps : int
+        Steps of the linear fit the nonlinear decoders start from, and of the
+        latent SCM's refit after the networks.
+    neural_learning_rate : float
+        Adam's learning rate of the ELBO stage (cosine-decayed to 5%).
 
     Examples
     --------
@@ -182,6 +236,10 @@ class BIOLS:
         order_temperature: float = 0.2,
         edge_threshold: float = 0.3,
         objective: str = "collapsed",
+        hidden: Sequence[int] = (128, 128),
+        batch_size: int | None = None,
+        warm_start_steps: int = 800,
+        neural_learning_rate: float = 3e-3,
     ):
         if int(num_latents) < 2:
             raise ValueError(f"num_latents={num_latents}: BIOLS needs at least 2 latents")
@@ -189,6 +247,11 @@ class BIOLS:
             raise ValueError(f"decoder={decoder!r}: choose one of {DECODERS}")
         if objective not in OBJECTIVES:
             raise ValueError(f"objective={objective!r}: choose one of {OBJECTIVES}")
+        if objective == "prior" and decoder != "linear":
+            raise ValueError(
+                f"objective='prior' is the linear decoder's baseline; decoder={decoder!r} "
+                "trains an encoder with the ELBO"
+            )
         self.objective = objective
         self.num_latents = d = int(num_latents)
         if order is not None:
@@ -200,6 +263,14 @@ class BIOLS:
         self.intervention_noise = float(intervention_noise)
         self.order_temperature = float(order_temperature)
         self.edge_threshold = float(edge_threshold)
+        self.hidden = tuple(int(h) for h in hidden)
+        self.batch_size = (
+            int(batch_size) if batch_size is not None else (64 if decoder == "conv" else 512)
+        )
+        self.warm_start_steps = int(warm_start_steps)
+        self.neural_learning_rate = float(neural_learning_rate)
+        self._linear = None
+        self._nets = None
         self.params = None
         self.history = None
         self.event_shape = None
@@ -272,8 +343,10 @@ class BIOLS:
         deviations ``scale`` along its principal directions. Each latent's intervened
         rows give the direction ``u_j`` with ``z_j ≈ y u_j + β_j`` (``y`` the
         centred coordinates of ``x`` in the decoder basis): by least squares on the values when they
-        vary, else as the direction of least variance there relative to all rows
-        (``z_j`` barely varies under a hard intervention). Then ``T = U⁻¹``; the
+        vary, else as the direction of small variance in every context that
+        intervenes on ``j`` (``z_j`` barely varies under a hard intervention), see
+        :func:`_zero_valued_direction`; latents are taken from the most intervened
+        on. Then ``T = U⁻¹``; the
         first restart starts there, the others from perturbations of it (latents
         never intervened on get random directions)."""
         d = self.num_latents
@@ -287,7 +360,14 @@ class BIOLS:
         rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
         u, beta = rng.normal(size=(d, d)) / np.sqrt(d), np.zeros(d)
         cov_all = np.cov(y.T) + 1e-9 * np.eye(d)
-        for j in range(d):
+        observational = ~targets.any(1)
+        cov_obs = np.cov(y[observational].T) if observational.sum() > d + 1 else cov_all
+        found = np.zeros(d, bool)
+        _, context_of = np.unique(targets, axis=0, return_inverse=True)
+        context_of = context_of.reshape(-1)
+        # latents with more intervened rows first: a latent whose rows all intervene
+        # on another one too needs that one's direction (see _zero_valued_direction)
+        for j in np.argsort(-targets.sum(0), kind="stable"):
             rows = targets[:, j]
             if rows.sum() < d + 2:
                 continue
@@ -297,10 +377,20 @@ class BIOLS:
                 coef = np.linalg.lstsq(design, vj, rcond=None)[0]
                 u[:, j], beta[j] = coef[:d], coef[d]
             else:
+                shared = [k for k in range(d) if k != j and targets[rows, k].all()]
+                often = [k for k in range(d) if k != j and targets[rows, k].mean() > 0.5]
                 _, vecs = scipy.linalg.eigh(np.cov(yj.T) + 1e-9 * np.eye(d), cov_all)
-                least = vecs[:, 0]  # z_j's direction: the least variance there
+                hit = [np.cov(y[rows & (context_of == c)].T) for c in np.unique(context_of[rows])]
+                least = _zero_valued_direction(
+                    vecs[:, : len(often) + 1],
+                    cov_obs,
+                    u[:, [k for k in shared if found[k]]],
+                    np.stack(hit),
+                    np.cov(y[~rows].T),
+                )
                 uj = least * self.intervention_noise / np.sqrt(least @ np.cov(yj.T) @ least)
                 u[:, j], beta[j] = uj, values[rows, j].mean() - yj.mean(0) @ uj
+            found[j] = True
         t = np.linalg.inv(u) if abs(np.linalg.det(u)) > 1e-12 else np.eye(d)
         bias = mean + (-beta @ t) @ basis
         noise = rng.normal(size=(self.restarts, d, d)) * 0.1 * np.abs(t).mean()
@@ -327,10 +417,23 @@ class BIOLS:
         ``values`` (the intervention values; ignored off the targets). Returns
         ``self``. Bad data raise :class:`~probcausal.errors.TrainingDataError`
         before any training. Images ``(rows, *image_shape)`` are flattened; the
-        causal model's ``x`` keeps their shape."""
+        causal model's ``x`` keeps their shape. For a nonlinear decoder ``steps``
+        are the ELBO stage's, after a linear fit and before the latent SCM's
+        refit, both of ``warm_start_steps``; checkpoints go to
+        ``checkpoint_dir/{linear,neural,latent_scm}``."""
         self.event_shape = None
         x_shape = np.shape(x)[1:]
         x, contexts, context, tv = self._check(x, targets, values)
+        if self.decoder == "conv" and len(x_shape) not in (2, 3):
+            raise TrainingDataError(
+                f"x has rows of shape {tuple(x_shape)}; decoder='conv' takes images "
+                "(rows, height, width) or (rows, height, width, channels): use decoder='mlp' "
+                "for vectors"
+            )
+        if self.decoder != "linear":
+            return self._fit_neural(
+                x, x_shape, contexts[context], tv, rng_key, steps, progress, checkpoint_dir, resume
+            )
         kwargs = self._model_kwargs()
         guide = biols_guide
         schedule = optax.cosine_decay_schedule(self.learning_rate, steps, alpha=0.05)
@@ -391,6 +494,191 @@ class BIOLS:
         }
         self._causal = None
         return self
+
+    def _fit_neural(self, x, x_shape, targets, tv, key, steps, progress, checkpoint_dir, resume):
+        """The nonlinear decoders: a linear fit, then the ELBO with the encoder and
+        decoder residual on it (see :mod:`~probcausal.models.biols.neural`)."""
+        from pathlib import Path
+
+        d = self.num_latents
+        k_lin, k_nets, k_init, k_fit, k_scm = jax.random.split(key, 5)
+        linear = BIOLS(
+            d,
+            order=self.order,
+            restarts=self.restarts,
+            learning_rate=self.learning_rate,
+            intervention_noise=self.intervention_noise,
+            order_temperature=self.order_temperature,
+            edge_threshold=self.edge_threshold,
+        )
+        ck = None if checkpoint_dir is None else Path(checkpoint_dir)
+        linear.fit(
+            x,
+            targets=targets,
+            values=tv,
+            rng_key=k_lin,
+            steps=self.warm_start_steps,
+            progress=progress,
+            checkpoint_dir=None if ck is None else ck / "linear",
+            resume=resume,
+        )
+        z_lin = linear.encode(x, targets=targets, values=tv)
+        x_stats = (
+            jnp.asarray(x.mean(0)),
+            jnp.asarray(np.maximum(x.std(0), 1e-2 * x.std() + 1e-12)),
+            jnp.asarray(z_lin.std(0) + 1e-6),
+        )
+        seed = int(jax.random.randint(k_nets, (), 0, 2**31 - 1))
+        image_shape = tuple(x_shape) + (1,) if len(x_shape) == 2 else tuple(x_shape)
+        decoder = neural.ResidualDecoder(
+            linear.decoder_matrix(),
+            linear.params["b"],
+            x_stats[1],
+            x_stats[2],
+            kind=self.decoder,
+            hidden=self.hidden,
+            image_shape=image_shape if self.decoder == "conv" else None,
+            rngs=nnx.Rngs(seed),
+        )
+        encoder = neural.residual_encoder(
+            x.shape[1], d, hidden=self.hidden, rngs=nnx.Rngs(seed + 1)
+        )
+        kwargs = dict(
+            self._model_kwargs(),
+            decoder=decoder,
+            encoder=encoder,
+            x_stats=x_stats,
+            batch_size=self.batch_size,
+        )
+        kwargs.pop("objective")
+        schedule = optax.cosine_decay_schedule(self.neural_learning_rate, steps, alpha=0.05)
+        svi = SVI(
+            neural.neural_biols_model,
+            neural.neural_biols_guide,
+            optax.adam(schedule),
+            Trace_ELBO(),
+        )
+        args = (jnp.asarray(x), jnp.asarray(targets), jnp.asarray(tv), jnp.asarray(z_lin))
+        names = ["L_auto_loc", "L_auto_scale", "log_sigma_auto_loc", "log_sigma_auto_scale"]
+        names += ["log_sigma_x"] + (["order_logits"] if self.order is None else [])
+        start = {k: jnp.asarray(linear.params[k]) for k in names}
+        state = svi.init(_raw(k_init), *args, **kwargs, init_params=start)
+
+        def step(state, key, data):
+            state, loss = svi.update(state._replace(rng_key=_raw(key)), *data, **kwargs)
+            return state, {"loss": loss}
+
+        result = run_fit(
+            step,
+            state,
+            steps,
+            rng_key=k_fit,
+            data=args,
+            progress=progress,
+            description=f"BIOLS ({self.decoder} decoder)",
+            checkpoint_dir=None if ck is None else ck / "neural",
+            resume=resume,
+            params_fn=svi.get_params,
+        )
+        self.params = jax.tree.map(np.asarray, result.params)
+        self._linear, self._nets = linear, (decoder, encoder, x_stats)
+        # the latent SCM again, with restarts, on the encoded rows
+        z_loc, z_scale = neural.encode_rows(
+            lambda h: self._apply("encoder", h),
+            *args,
+            x_stats,
+            self.intervention_noise,
+        )
+        scm, scm_history = self._fit_latent_scm(
+            z_loc, z_scale**2, args[1], args[2], k_scm, progress, ck, resume
+        )
+        self.params.update(scm)
+        self.event_shape = tuple(x_shape)
+        self.history = {
+            **result.metrics,
+            "linear": linear.history,
+            "latent_scm": scm_history,
+            "compile_seconds": result.compile_seconds,
+            "steps_per_second": result.steps_per_second,
+        }
+        self._causal = None
+        return self
+
+    def _fit_latent_scm(self, z_loc, z_var, targets, tv, key, progress, ck, resume):
+        """The posterior over the order, ``L`` and ``log σ`` given the encoder's
+        ``q(z)`` (:func:`~.neural.latent_scm_model`): ``restarts`` vectorized fits of
+        ``warm_start_steps`` steps, the order logits started at the best order of
+        ``z_loc`` (:func:`~.order.best_order`) and perturbations of it."""
+        kwargs = self._model_kwargs()
+        kwargs.pop("objective")
+        steps = self.warm_start_steps
+        schedule = optax.cosine_decay_schedule(self.learning_rate, steps, alpha=0.05)
+        svi = SVI(neural.latent_scm_model, biols_guide, optax.adam(schedule), Trace_ELBO())
+        args = (z_loc, z_var, targets, tv)
+        k_init, k_order, k_fit = jax.random.split(key, 3)
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(k_order)).ravel().tolist())
+        logits = jnp.asarray(
+            _order_logits_init(np.asarray(z_loc), np.asarray(targets), self.restarts, rng)
+        )
+
+        def init(k, lg):
+            start = None if self.order is not None else {"order_logits": lg}
+            return svi.init(k, *args, **kwargs, init_params=start)
+
+        keys = jax.random.key_data(jax.random.split(k_init, self.restarts))
+        state = jax.jit(jax.vmap(init))(keys, logits)
+
+        def step(state, k, data):
+            def one(s, kk):
+                return svi.update(s._replace(rng_key=kk), *data, **kwargs)
+
+            state, losses = jax.vmap(one)(state, _raw(jax.random.split(k, self.restarts)))
+            return state, {"loss": jnp.min(losses), "restart_losses": losses}
+
+        result = run_fit(
+            step,
+            state,
+            steps,
+            rng_key=k_fit,
+            data=args,
+            progress=progress,
+            description="BIOLS (latent SCM)",
+            checkpoint_dir=None if ck is None else ck / "latent_scm",
+            resume=resume,
+            params_fn=lambda s: jax.vmap(svi.get_params)(s),
+        )
+        tail = result.metrics["restart_losses"][-max(1, steps // 10) :].mean(0)
+        best = int(np.argmin(tail))
+        params = jax.tree.map(lambda a: np.asarray(a[best]), result.params)
+        history = {
+            **result.metrics,
+            "best_restart": best,
+            "compile_seconds": result.compile_seconds,
+            "steps_per_second": result.steps_per_second,
+        }
+        return params, history
+
+    @property
+    def warm_start(self) -> BIOLS | None:
+        """For a nonlinear decoder, the linear BIOLS fit its networks start from
+        (a fitted ``BIOLS(decoder="linear")`` of the same data); else ``None``."""
+        return self._linear
+
+    def _apply(self, which: str, *inputs):
+        """Call the fitted decoder or encoder (``which``) on ``inputs``."""
+        module = self._nets[0 if which == "decoder" else 1]
+        graph, params, other = nnx.split(module, nnx.Param, nnx.Not(nnx.Param))
+        nnx.replace_by_pure_dict(params, jax.tree.map(jnp.asarray, self.params[f"{which}$params"]))
+        return nnx.merge(graph, params, other, copy=True)(*inputs)
+
+    def decode(self, z) -> np.ndarray:
+        """The decoder's mean of ``x`` for latents ``z`` ``(..., d)`` (flattened
+        features)."""
+        self._require_fit()
+        z = jnp.asarray(z, jnp.float32)
+        if self.decoder == "linear":
+            return np.asarray(z @ self.decoder_matrix() + self.params["b"])
+        return np.asarray(self._apply("decoder", z))
 
     # ---- the posterior ----
 
@@ -474,8 +762,11 @@ class BIOLS:
         )
 
     def decoder_matrix(self) -> np.ndarray:
-        """The linear decoder ``A`` ``(d, D)``: ``x = z A + b + noise``."""
+        """The linear decoder ``A`` ``(d, D)``: ``x = z A + b + noise`` (for a
+        nonlinear decoder, its linear part)."""
         self._require_fit()
+        if self.decoder != "linear":
+            return np.asarray(self.params["decoder$params"]["matrix"])
         return self.params["T"] @ self.params["basis"]
 
     def noise_scale(self) -> np.ndarray:
@@ -514,10 +805,25 @@ class BIOLS:
         )
 
     def encode(self, x, *, targets=None, values=None) -> np.ndarray:
-        """``E[z | x]`` per row (exact for the linear decoder), under the posterior
-        mean parameters and each row's interventions."""
+        """``E[z | x]`` per row under each row's interventions: exact for the
+        linear decoder (with the posterior mean parameters), the encoder's mean for
+        a nonlinear one."""
         self._require_fit()
         x, contexts, context, tv = self._check(x, targets, values)
+        if self.decoder != "linear":
+            mask = contexts[context]
+            z_lin = self._linear.encode(x, targets=mask, values=tv)
+            encoder_fn = lambda h: self._apply("encoder", h)  # noqa: E731
+            loc, _ = neural.encode_rows(
+                encoder_fn,
+                jnp.asarray(x),
+                jnp.asarray(mask),
+                jnp.asarray(tv),
+                jnp.asarray(z_lin),
+                self._nets[2],
+                self.intervention_noise,
+            )
+            return np.asarray(loc)
         p = self.params
         return np.asarray(
             lik.posterior_latents(
@@ -554,8 +860,11 @@ class BIOLS:
     def _latent_scm(self):
         w = np.asarray(self.weights())
         sigma = jnp.asarray(self.noise_scale())
-        decoder = jnp.asarray(self.decoder_matrix())
-        bias = jnp.asarray(self.params["b"])
+        if self.decoder == "linear":
+            matrix, bias = jnp.asarray(self.decoder_matrix()), jnp.asarray(self.params["b"])
+            decode = lambda z: z @ matrix + bias  # noqa: E731
+        else:
+            decode = lambda z: self._apply("decoder", z)  # noqa: E731
         x_noise = float(np.exp(self.params["log_sigma_x"]))
         order = [int(j) for j in self.map_order()]
         names = self.latent_names
@@ -569,7 +878,7 @@ class BIOLS:
                     mean = sum((float(w[i, j]) * z[i] for i in parents[j]), jnp.zeros(()))
                     z[j] = numpyro.sample(names[j], dist.Normal(mean, sigma[j]))
                 latents = jnp.stack([z[j] for j in range(len(order))], -1)
-                mean = (latents @ decoder + bias).reshape(latents.shape[:-1] + event_shape)
+                mean = decode(latents).reshape(latents.shape[:-1] + event_shape)
                 numpyro.sample("x", dist.Normal(mean, x_noise).to_event(len(event_shape)))
 
         return biols_latent_scm
