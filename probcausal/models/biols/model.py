@@ -159,6 +159,42 @@ def _raw(keys):
     )
 
 
+def _fit_restarts(svi, state, args, kwargs, steps, key, description, progress, ck, resume):
+    """Run ``svi`` on the vmapped restarts ``state`` for ``steps`` steps
+    (:func:`~probcausal.infer.fit`); returns the parameters of the restart of
+    lowest mean loss over the last tenth of the run, and the history."""
+    restarts = jax.tree.leaves(state)[0].shape[0]
+
+    def step(state, key, data):
+        def one(s, k):
+            return svi.update(s._replace(rng_key=k), *data, **kwargs)
+
+        state, losses = jax.vmap(one)(state, _raw(jax.random.split(key, restarts)))
+        return state, {"loss": jnp.min(losses), "restart_losses": losses}
+
+    result = run_fit(
+        step,
+        state,
+        steps,
+        rng_key=key,
+        data=args,
+        progress=progress,
+        description=description,
+        checkpoint_dir=ck,
+        resume=resume,
+        params_fn=lambda s: jax.vmap(svi.get_params)(s),
+    )
+    tail = result.metrics["restart_losses"][-max(1, steps // 10) :].mean(0)
+    best = int(np.argmin(tail))
+    history = {
+        **result.metrics,
+        "best_restart": best,
+        "compile_seconds": result.compile_seconds,
+        "steps_per_second": result.steps_per_second,
+    }
+    return jax.tree.map(lambda a: np.asarray(a[best]), result.params), history
+
+
 class BIOLS:
     """Bayesian inference over a latent linear-Gaussian SCM.
 
@@ -460,38 +496,11 @@ class BIOLS:
 
         keys = jax.random.key_data(jax.random.split(k_init, self.restarts))
         state = jax.jit(jax.vmap(init))(keys, t_inits, b_inits, logit_inits)
-
-        def step(state, key, data):
-            def one(s, k):
-                s, loss = svi.update(s._replace(rng_key=k), *data, **kwargs)
-                return s, loss
-
-            state, losses = jax.vmap(one)(state, _raw(jax.random.split(key, self.restarts)))
-            return state, {"loss": jnp.min(losses), "restart_losses": losses}
-
-        result = run_fit(
-            step,
-            state,
-            steps,
-            rng_key=k_fit,
-            data=args,
-            progress=progress,
-            description="BIOLS",
-            checkpoint_dir=checkpoint_dir,
-            resume=resume,
-            params_fn=lambda s: jax.vmap(svi.get_params)(s),
+        self.params, self.history = _fit_restarts(
+            svi, state, args, kwargs, steps, k_fit, "BIOLS", progress, checkpoint_dir, resume
         )
-        tail = result.metrics["restart_losses"][-max(1, steps // 10) :].mean(0)
-        best = int(np.argmin(tail))
-        self.params = jax.tree.map(lambda a: np.asarray(a[best]), result.params)
         self.params["basis"] = np.asarray(basis)
         self.event_shape = tuple(x_shape)
-        self.history = {
-            **result.metrics,
-            "best_restart": best,
-            "compile_seconds": result.compile_seconds,
-            "steps_per_second": result.steps_per_second,
-        }
         self._causal = None
         return self
 
@@ -627,36 +636,10 @@ class BIOLS:
 
         keys = jax.random.key_data(jax.random.split(k_init, self.restarts))
         state = jax.jit(jax.vmap(init))(keys, logits)
-
-        def step(state, k, data):
-            def one(s, kk):
-                return svi.update(s._replace(rng_key=kk), *data, **kwargs)
-
-            state, losses = jax.vmap(one)(state, _raw(jax.random.split(k, self.restarts)))
-            return state, {"loss": jnp.min(losses), "restart_losses": losses}
-
-        result = run_fit(
-            step,
-            state,
-            steps,
-            rng_key=k_fit,
-            data=args,
-            progress=progress,
-            description="BIOLS (latent SCM)",
-            checkpoint_dir=None if ck is None else ck / "latent_scm",
-            resume=resume,
-            params_fn=lambda s: jax.vmap(svi.get_params)(s),
+        ck = None if ck is None else ck / "latent_scm"
+        return _fit_restarts(
+            svi, state, args, kwargs, steps, k_fit, "BIOLS (latent SCM)", progress, ck, resume
         )
-        tail = result.metrics["restart_losses"][-max(1, steps // 10) :].mean(0)
-        best = int(np.argmin(tail))
-        params = jax.tree.map(lambda a: np.asarray(a[best]), result.params)
-        history = {
-            **result.metrics,
-            "best_restart": best,
-            "compile_seconds": result.compile_seconds,
-            "steps_per_second": result.steps_per_second,
-        }
-        return params, history
 
     @property
     def warm_start(self) -> BIOLS | None:
