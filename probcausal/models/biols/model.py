@@ -4,6 +4,7 @@ from low-level data with known interventions (Subramanian et al., 2022)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +23,7 @@ from probcausal.infer.training import fit as run_fit
 from probcausal.models.biols import likelihood as lik
 from probcausal.models.biols import neural
 from probcausal.models.biols.order import best_order
+from probcausal.models.biols.sites import latent_scm_guide, latent_scm_sites
 
 __all__ = ["BIOLS", "biols_guide", "biols_model"]
 
@@ -57,17 +59,12 @@ def biols_model(
     ``order_logits`` parameter (hard Hungarian sample, straight-through gradient)."""
     d = num_latents
     dtype = data.coords.dtype
-    lower = numpyro.sample("L", dist.Laplace(0.0, 1.0).expand([d * (d - 1) // 2]).to_event(1))
-    log_sigma = numpyro.sample("log_sigma", dist.Normal(0.0, 1.0).expand([d]).to_event(1))
+    weights, sigma = latent_scm_sites(d, dtype, perm, order_temperature)
     scale = jnp.ones(d, dtype) if scale is None else scale
     coef = numpyro.param("T", jnp.eye(d, dtype=dtype)) * scale[None, :]
     bias = numpyro.param("b", jnp.zeros(data.dim, dtype))
     log_x_noise = numpyro.param("log_sigma_x", jnp.zeros((), dtype))
-    if perm is None:
-        logits = numpyro.param("order_logits", jnp.zeros((d, d), dtype))
-        perm = lik.gumbel_sinkhorn_sample(numpyro.prng_key(), logits, order_temperature)
-    weights = numpyro.deterministic("W", lik.weights_from_order(lower, perm, d))
-    theta = (weights, jnp.exp(log_sigma), coef, bias, jnp.exp(log_x_noise), intervention_noise)
+    theta = (weights, sigma, coef, bias, jnp.exp(log_x_noise), intervention_noise)
     rows = (data, context, context_targets, target_values)
     if objective == "prior":
         value = lik.prior_expected_log_likelihood(numpyro.prng_key(), *rows, *theta)
@@ -77,20 +74,10 @@ def biols_model(
 
 
 def biols_guide(*args, num_latents: int, init_scale: float = 0.05, **kwargs):
-    """The mean-field Normal posterior over ``L`` and ``log_sigma`` (what
-    ``AutoNormal(biols_model, init_loc_fn=init_to_median)`` builds: both priors'
-    medians are zero), written out so that its set-up needs no gradient of the
-    model (``AutoNormal`` compiles one to validate its starting point)."""
-    d = num_latents
-    dtype = getattr(args[0], "coords", args[0]).dtype
-    for name, size in (("L", d * (d - 1) // 2), ("log_sigma", d)):
-        loc = numpyro.param(f"{name}_auto_loc", jnp.zeros(size, dtype))
-        scale = numpyro.param(
-            f"{name}_auto_scale",
-            jnp.full(size, init_scale, dtype),
-            constraint=dist.constraints.softplus_positive,
-        )
-        numpyro.sample(name, dist.Normal(loc, scale).to_event(1))
+    """The mean-field Normal posterior over ``L`` and ``log_sigma``
+    (:func:`~.sites.latent_scm_guide`) for :func:`biols_model` and
+    :func:`~.neural.latent_scm_model`."""
+    latent_scm_guide(num_latents, getattr(args[0], "coords", args[0]).dtype, init_scale)
 
 
 def _principal_basis(x, d):
@@ -507,8 +494,6 @@ class BIOLS:
     def _fit_neural(self, x, x_shape, targets, tv, key, steps, progress, checkpoint_dir, resume):
         """The nonlinear decoders: a linear fit, then the ELBO with the encoder and
         decoder residual on it (see :mod:`~probcausal.models.biols.neural`)."""
-        from pathlib import Path
-
         d = self.num_latents
         k_lin, k_nets, k_init, k_fit, k_scm = jax.random.split(key, 5)
         linear = BIOLS(

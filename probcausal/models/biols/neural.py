@@ -27,7 +27,7 @@ from jax.scipy.stats import norm
 from numpyro.contrib.module import nnx_module
 from numpyro.distributions import constraints
 
-from probcausal.models.biols import likelihood as lik
+from probcausal.models.biols.sites import latent_scm_guide, latent_scm_sites
 from probcausal.nn import MLP, ConvGenerator, Encoder
 
 __all__ = [
@@ -146,16 +146,6 @@ def residual_encoder(dim: int, d: int, *, hidden=(128, 128), init_scale: float =
     return enc
 
 
-def _global_sites(d, dtype, perm, order_temperature):
-    lower = numpyro.sample("L", dist.Laplace(0.0, 1.0).expand([d * (d - 1) // 2]).to_event(1))
-    log_sigma = numpyro.sample("log_sigma", dist.Normal(0.0, 1.0).expand([d]).to_event(1))
-    if perm is None:
-        logits = numpyro.param("order_logits", jnp.zeros((d, d), dtype))
-        perm = lik.gumbel_sinkhorn_sample(numpyro.prng_key(), logits, order_temperature)
-    weights = numpyro.deterministic("W", lik.weights_from_order(lower, perm, d))
-    return weights, jnp.exp(log_sigma)
-
-
 def neural_biols_model(
     x,
     targets,
@@ -172,11 +162,11 @@ def neural_biols_model(
     batch_size: int = 256,
 ):
     """BIOLS with a nonlinear decoder as a NumPyro program: the priors of
-    :func:`~.model.biols_model` over ``L`` and ``log σ`` (and the order), each
+    :func:`~.sites.latent_scm_sites` over ``L`` and ``log σ`` (and the order), each
     row's latents from :class:`LatentSCM` under its interventions, ``x`` from
     ``Normal(decoder(z), σ_x)``; rows are subsampled ``batch_size`` at a time."""
     d = num_latents
-    weights, sigma = _global_sites(d, x.dtype, perm, order_temperature)
+    weights, sigma = latent_scm_sites(d, x.dtype, perm, order_temperature)
     net = nnx_module("decoder", decoder)
     log_x_noise = numpyro.param("log_sigma_x", jnp.zeros((), x.dtype))
     with numpyro.plate("rows", x.shape[0], subsample_size=min(batch_size, x.shape[0])) as idx:
@@ -221,17 +211,9 @@ def neural_biols_guide(
     intervention_noise: float = 0.1,
     batch_size: int = 256,
 ):
-    """Mean-field Normal over ``L`` and ``log σ`` (as :func:`~.model.biols_guide`)
+    """Mean-field Normal over ``L`` and ``log σ`` (:func:`~.sites.latent_scm_guide`)
     and the amortized ``q(z | x, targets, values)`` per row."""
-    d = num_latents
-    for name, size in (("L", d * (d - 1) // 2), ("log_sigma", d)):
-        loc = numpyro.param(f"{name}_auto_loc", jnp.zeros(size, x.dtype))
-        scale = numpyro.param(
-            f"{name}_auto_scale",
-            jnp.full(size, 0.05, x.dtype),
-            constraint=dist.constraints.softplus_positive,
-        )
-        numpyro.sample(name, dist.Normal(loc, scale).to_event(1))
+    latent_scm_guide(num_latents, x.dtype)
     net = nnx_module("encoder", encoder)
     with numpyro.plate("rows", x.shape[0], subsample_size=min(batch_size, x.shape[0])) as idx:
         loc, scale = encode_rows(
@@ -263,12 +245,12 @@ def latent_scm_model(
     intervention_noise: float = 0.1,
 ):
     """The latent SCM's part of the ELBO with the encoder's posterior held fixed:
-    the priors of :func:`~.model.biols_model` and
+    the priors of :func:`~.sites.latent_scm_sites` and
     :func:`expected_latent_log_prob` of the encoded rows. Fitted with restarts
     after the networks, it re-learns the order and weights from latents that are
     now nonlinearly decoded (the linear warm start may have settled on a wrong
     order)."""
-    weights, sigma = _global_sites(num_latents, z_loc.dtype, perm, order_temperature)
+    weights, sigma = latent_scm_sites(num_latents, z_loc.dtype, perm, order_temperature)
     value = expected_latent_log_prob(
         z_loc, z_var, targets, target_values, weights, sigma, intervention_noise
     )
