@@ -21,6 +21,7 @@ from probcausal.identification import (
 )
 from probcausal.models.avici import discover
 from probcausal.models.biols import BIOLS
+from probcausal.models.causal_vae import CausalVAE
 from probcausal.models.modular_dcm import ModularDCM
 from probcausal.queries import (
     CounterfactualResult,
@@ -49,6 +50,7 @@ __all__ = [
     "InterventionalResult",
     "ModularDCM",
     "BIOLS",
+    "CausalVAE",
     "MultiWorld",
     "NotIdentifiableError",
     "TwinWorld",

@@ -22,12 +22,25 @@ class CausalModel:
     Calling it runs the model, so it works with ``MCMC``, ``SVI``, ``Predictive``
     and every handler. Methods: :meth:`graph`, :meth:`do`, :meth:`interventional`,
     :meth:`counterfactual`, :meth:`identify`.
+
+    ``abduction`` gives the model its own default abduction engine: the
+    ``method`` and engine options (such as an amortized ``guide`` with its
+    ``guide_params``) that every counterfactual query on it uses when the caller
+    passes no ``method``. A learned model with an encoder carries it this way, so
+    ``pc.counterfactual(m.causal_model(), {"x": image}, ...)`` abducts with the
+    encoder in one forward pass; a caller's ``method=`` overrides it.
     """
 
-    def __init__(self, fn: Callable):
+    def __init__(self, fn: Callable, *, abduction: Mapping[str, Any] | None = None):
         if not callable(fn):
             raise TypeError(f"causal_model needs a callable model, got {type(fn).__name__}")
+        if abduction is not None and "method" not in abduction:
+            raise TypeError(
+                "abduction needs a 'method' (for example {'method': 'svi', 'guide': ..., "
+                "'guide_params': {...}})"
+            )
         self.fn = fn
+        self.abduction = dict(abduction) if abduction is not None else None
         functools.update_wrapper(self, fn, updated=[])
 
     def __call__(self, *args, **kwargs):
@@ -72,7 +85,7 @@ class CausalModel:
 
     def do(self, actions: Mapping[str, Any]) -> CausalModel:
         """The intervened model ``do(self, actions)``, itself a :class:`CausalModel`."""
-        return CausalModel(do(self.fn, actions))
+        return CausalModel(do(self.fn, actions), abduction=self.abduction)
 
     def interventional(self, actions, **kwargs):
         """:func:`probcausal.interventional` on this model."""

@@ -10,6 +10,7 @@ import sys
 EXPERIMENTS = {
     "avici": "probcausal.experiments.avici",
     "biols": "probcausal.experiments.biols",
+    "causal-vae": "probcausal.experiments.causal_vae",
     "modular-dcm": "probcausal.experiments.modular_dcm",
 }
 

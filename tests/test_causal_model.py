@@ -39,3 +39,25 @@ def test_methods_and_metadata():
 def test_rejects_non_callables():
     with pytest.raises(TypeError, match="needs a callable model"):
         pc.causal_model(3)
+
+
+def test_a_model_carries_its_abduction_engine():
+    def pair():
+        x = numpyro.sample("x", dist.Normal(0, 1))
+        numpyro.sample("y", dist.Normal(x, 1))
+
+    kw = dict(rng_key=jax.random.key(0), num_samples=200)
+    svi = dict(method="svi", svi_steps=50)
+    own = pc.CausalModel(pair, abduction=svi)
+    by_model = pc.counterfactual(own, {"y": 1.0}, {"x": 0.0}, **kw)
+    by_caller = pc.counterfactual(pair, {"y": 1.0}, {"x": 0.0}, **kw, **svi)
+    exact = pc.counterfactual(pair, {"y": 1.0}, {"x": 0.0}, **kw)
+    np.testing.assert_array_equal(by_model["y"], by_caller["y"])
+    assert not np.allclose(by_model["y"], exact["y"])  # SVI's draws, not the exact ones
+    # the caller's method wins; do() keeps the engine
+    np.testing.assert_array_equal(
+        pc.counterfactual(own, {"y": 1.0}, {"x": 0.0}, method="gaussian", **kw)["y"], exact["y"]
+    )
+    assert own.do({"x": 1.0}).abduction == own.abduction
+    with pytest.raises(TypeError, match="abduction needs a 'method'"):
+        pc.CausalModel(pair, abduction={"svi_steps": 5})

@@ -19,6 +19,7 @@ SLOW_PAGES = {
     "modular_dcm.md",
     "avici.md",
     "biols.md",
+    "causal_vae.md",
     "abduction.md",
     "semantics.md",
     "queries.md",

@@ -8,10 +8,13 @@
   interventional data sets.
 * :mod:`~probcausal.data.latent`: latent linear-Gaussian SCMs seen through a
   linear, MLP or block-image decoder, with known interventions (BIOLS's design).
+* :mod:`~probcausal.data.concepts`: the Pendulum and Flow scenes of CausalVAE,
+  rendered at any resolution, with their counterfactual truth.
 * :func:`load_sachs`: the Sachs et al. (2005) flow-cytometry data, shipped.
 """
 
 from probcausal.data.bif import NETWORKS, BayesianNetwork, bayesian_network, read_bif
+from probcausal.data.concepts import ConceptData, Scene, flow_data, pendulum_data
 from probcausal.data.graphs import GRAPH_PRIORS, random_graph, sample_dag
 from probcausal.data.latent import LatentSCMData, latent_scm_data, render_blocks
 from probcausal.data.sachs import load_sachs
@@ -38,6 +41,10 @@ __all__ = [
     "Domain",
     "SCMParams",
     "LatentSCMData",
+    "ConceptData",
+    "Scene",
+    "flow_data",
+    "pendulum_data",
     "latent_scm_data",
     "render_blocks",
     "load_sachs",

@@ -187,6 +187,16 @@ def counterfactual(
     return run_counterfactual(model, evidence, actions, query)
 
 
+def _model_abduction(model, query: QueryKeywords) -> QueryKeywords:
+    """The model's own abduction engine (``CausalModel(..., abduction=...)``) when
+    the caller chose none; the caller's engine options win over the model's."""
+    own = getattr(model, "abduction", None)
+    if not own or query.method != "auto":
+        return query
+    options = {k: v for k, v in own.items() if k != "method"}
+    return replace(query, method=own["method"], engine_kwargs={**options, **query.engine_kwargs})
+
+
 def _reads_factual(action_list) -> bool:
     """Whether an action reads the factual world (``WorldValue(0)``)."""
     return any(isinstance(a, WorldValue) and a.world == 0 for w in action_list for a in w.values())
@@ -270,6 +280,7 @@ def run_counterfactual(
 
     The steps: validate the query, infer the latents (abduction), plan and compile
     the world program, run it and check the evidence, assemble the result."""
+    query = _model_abduction(model, query)
     rng_key, num_samples = query.rng_key, query.num_samples
     check_sampling(rng_key, num_samples)
     check_engine_kwargs(query.engine_kwargs)

@@ -429,3 +429,30 @@ def test_best_order_of_the_true_latents_is_a_topological_order(d):
         # no worse than the generator's own order
         got = order_scores(data.z, data.targets, order)
         assert got >= order_scores(data.z, data.targets, data.order) - 1e-6 * abs(got)
+
+
+def test_a_diverging_restart_is_dropped_not_the_fit():
+    import numpyro
+    import optax
+    from numpyro.infer import SVI, Trace_ELBO
+
+    from probcausal.errors import TrainingDivergedError
+    from probcausal.models.biols.model import _fit_restarts
+
+    def model():  # the loss -p falls as p grows, and is NaN past p = 1
+        p = numpyro.param("p", 0.0)
+        numpyro.factor("f", jnp.where(p > 1.0, jnp.nan, p))
+
+    svi = SVI(model, lambda: None, optax.adam(0.1), Trace_ELBO())
+
+    def restarts(starts):
+        init = lambda k, p: svi.init(k, init_params={"p": p})  # noqa: E731
+        keys = jax.random.key_data(jax.random.split(jax.random.key(0), len(starts)))
+        return jax.vmap(init)(keys, jnp.asarray(starts))
+
+    args = (svi, restarts([0.5, -100.0]), (), {}, 200, jax.random.key(1), "toy", False, None, False)
+    params, history = _fit_restarts(*args)
+    assert history["best_restart"] == 1 and np.isfinite(params["p"])
+    assert history["restarts_alive"][0] == 2 and history["restarts_alive"][-1] == 1
+    with pytest.raises(TrainingDivergedError, match="metric 'loss'"):
+        _fit_restarts(svi, restarts([0.5, 0.8]), *args[2:])

@@ -76,7 +76,9 @@ def sinkhorn(log_alpha: jax.Array, iterations: int = 20) -> jax.Array:
 
 
 def _assign(scores):
-    scores = np.asarray(scores)
+    # non-finite scores (a diverging restart) would make SciPy raise inside the
+    # callback; they get a finite assignment and the NaN reaches the loss instead
+    scores = np.nan_to_num(np.asarray(scores, np.float64), nan=0.0, posinf=1e30, neginf=-1e30)
     out = np.zeros(scores.shape, np.float32)
     for idx in np.ndindex(scores.shape[:-2]):
         rows, cols = linear_sum_assignment(-scores[idx])

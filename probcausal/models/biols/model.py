@@ -149,19 +149,37 @@ def _raw(keys):
 def _fit_restarts(svi, state, args, kwargs, steps, key, description, progress, ck, resume):
     """Run ``svi`` on the vmapped restarts ``state`` for ``steps`` steps
     (:func:`~probcausal.infer.fit`); returns the parameters of the restart of
-    lowest mean loss over the last tenth of the run, and the history."""
+    lowest mean loss over the last tenth of the run, and the history.
+
+    A restart whose loss or parameters become NaN or infinite is dropped: its
+    state stays at its last finite value and it takes no further steps, so one
+    diverging start does not end the fit. Only when every restart has diverged
+    does the fit stop, with :class:`~probcausal.errors.TrainingDivergedError`."""
     restarts = jax.tree.leaves(state)[0].shape[0]
 
-    def step(state, key, data):
-        def one(s, k):
-            return svi.update(s._replace(rng_key=k), *data, **kwargs)
+    def step(carry, key, data):
+        state, alive = carry
 
-        state, losses = jax.vmap(one)(state, _raw(jax.random.split(key, restarts)))
-        return state, {"loss": jnp.min(losses), "restart_losses": losses}
+        def one(s, k, live):
+            new, loss = svi.update(s._replace(rng_key=k), *data, **kwargs)
+            ok = live & jnp.isfinite(loss)
+            ok = ok & jnp.all(
+                jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(new.optim_state)])
+            )
+            new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, s)
+            return new, jnp.where(ok, loss, 0.0), ok
+
+        state, losses, alive = jax.vmap(one)(state, _raw(jax.random.split(key, restarts)), alive)
+        best = jnp.min(jnp.where(alive, losses, jnp.inf))
+        return (state, alive), {
+            "loss": best,
+            "restart_losses": losses,
+            "restarts_alive": alive.sum(),
+        }
 
     result = run_fit(
         step,
-        state,
+        (state, jnp.ones(restarts, bool)),
         steps,
         rng_key=key,
         data=args,
@@ -169,10 +187,11 @@ def _fit_restarts(svi, state, args, kwargs, steps, key, description, progress, c
         description=description,
         checkpoint_dir=ck,
         resume=resume,
-        params_fn=lambda s: jax.vmap(svi.get_params)(s),
+        params_fn=lambda s: jax.vmap(svi.get_params)(s[0]),
     )
     tail = result.metrics["restart_losses"][-max(1, steps // 10) :].mean(0)
-    best = int(np.argmin(tail))
+    alive = np.asarray(result.state[1])
+    best = int(np.argmin(np.where(alive, tail, np.inf)))
     history = {
         **result.metrics,
         "best_restart": best,
