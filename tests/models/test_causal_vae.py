@@ -13,7 +13,7 @@ from flax import nnx
 
 import probcausal as pc
 from probcausal.data import flow_data, pendulum_data
-from probcausal.errors import NotFittedError, TrainingDataError
+from probcausal.errors import AbductionError, NotFittedError, TrainingDataError
 from probcausal.models.causal_vae import learn_label_graph
 from probcausal.models.causal_vae.layers import ConceptMechanisms, acyclicity, solve_concepts
 
@@ -119,6 +119,10 @@ def test_counterfactual_through_a_depth_two_chain_recomputes_the_grandchild(chai
     resid = images - m.decode(np.stack([fact[c] for c in m.concepts], -1))
     want = m.decode(np.stack([cf[c] for c in m.concepts], -1)) + resid
     np.testing.assert_allclose(np.asarray(cf["x"]), want, atol=2e-4)
+    with pytest.raises(AbductionError, match="give the image 'x' as evidence"):
+        pc.counterfactual(
+            m.causal_model(), {"hole": 10.0}, {"ball": 33.0}, rng_key=jax.random.key(1)
+        )
     # several concepts at once
     both = m.counterfactual(images, {"ball": 10.0, "hole": 14.0}, rng_key=jax.random.key(2))
     assert np.allclose(both["ball"], 10.0) and np.allclose(both["hole"], 14.0)
@@ -151,6 +155,21 @@ def test_bad_inputs_raise_named_errors():
         m.causal_model()
     with pytest.raises(ValueError, match="distinct"):
         pc.CausalVAE(["a", "a"])
+    with pytest.raises(ValueError, match=r"split the concepts .* \(unknown \['shadow'\]\)"):
+        pc.CausalVAE(data.names, decoder_parts=[("theta", "phi"), ("shadow",)])
+
+
+def test_decoder_parts_draw_each_part_from_its_own_concepts():
+    from probcausal.models.causal_vae.model import ImageDecoder
+
+    dec = ImageDecoder(3, (4, 4, 1), hidden=(8,), parts=[(0,), (1, 2)], rngs=nnx.Rngs(0))
+    z = jax.random.normal(jax.random.key(0), (5, 3))
+    logit = lambda v: jnp.log(dec(v)) - jnp.log1p(-dec(v))  # noqa: E731
+    moved = z.at[:, 0].add(1.0)
+    # changing concept 0 changes the logits by part 0's network alone
+    want = dec.nets[0](moved[:, :1]) - dec.nets[0](z[:, :1])
+    got = (logit(moved) - logit(z)).reshape(5, -1)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-4)
 
 
 @pytest.mark.slow
@@ -168,3 +187,18 @@ def test_resume_is_bitwise(tmp_path):
     for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params), strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(full.history["loss"], resumed.history["loss"])
+
+
+def test_style_latents_are_abducted_and_kept():
+    data = pendulum_data(8, stride=3)
+    m = pc.CausalVAE(data.names, style_dim=2, hidden=(32,))
+    m.fit(data.x, data.labels, rng_key=jax.random.key(0), steps=100, progress=False)
+    images = data.x[:6]
+    cf = m.counterfactual(images, {"phi": 1.3}, rng_key=jax.random.key(1), num_samples=3)
+    assert cf["style"].shape == (3, 6, 2)
+    np.testing.assert_array_equal(cf["style"], cf.factual["style"])  # a root: not moved
+    concepts = np.stack([cf[c] for c in m.concepts], -1)
+    resid = images - m.decode(np.stack([cf.factual[c] for c in m.concepts], -1), cf["style"])
+    np.testing.assert_allclose(
+        np.asarray(cf["x"]), m.decode(concepts, cf["style"]) + resid, atol=2e-4
+    )

@@ -38,7 +38,7 @@ from numpyro.contrib.module import nnx_module
 from numpyro.infer import SVI, Trace_ELBO
 
 from probcausal.causal_model import CausalModel
-from probcausal.errors import NotFittedError, TrainingDataError
+from probcausal.errors import AbductionError, NotFittedError, TrainingDataError
 from probcausal.infer.training import fit as run_fit
 from probcausal.models.causal_vae.discovery import LabelGraph, learn_label_graph
 from probcausal.models.causal_vae.layers import ConceptMechanisms, acyclicity, solve_concepts
@@ -49,15 +49,27 @@ __all__ = ["CausalVAE", "causal_vae_model", "causal_vae_guide"]
 
 
 class ImageDecoder(nnx.Module):
-    """``(concepts, style) -> image`` in ``[0, 1]``: an MLP with a sigmoid output."""
+    """``(concepts, style) -> image`` in ``[0, 1]``: one MLP over every latent, or
+    one MLP per part (a tuple of latent indices) whose logits are summed before
+    the sigmoid, so that each part of the image is drawn from its own concepts."""
 
-    def __init__(self, latent: int, image_shape, *, hidden, rngs: nnx.Rngs):
+    def __init__(self, latent: int, image_shape, *, hidden, parts=None, rngs: nnx.Rngs):
         self.image_shape = tuple(image_shape)
-        self.net = MLP(latent, math.prod(image_shape), hidden=tuple(hidden), rngs=rngs)
+        size = math.prod(image_shape)
+        self.parts = None if parts is None else tuple(tuple(int(i) for i in p) for p in parts)
+        if self.parts is None:
+            self.net = MLP(latent, size, hidden=tuple(hidden), rngs=rngs)
+        else:
+            self.nets = nnx.List(
+                [MLP(len(p), size, hidden=tuple(hidden), rngs=rngs) for p in self.parts]
+            )
 
     def __call__(self, z):
-        out = jax.nn.sigmoid(self.net(z))
-        return out.reshape(z.shape[:-1] + self.image_shape)
+        if self.parts is None:
+            logits = self.net(z)
+        else:
+            logits = sum(net(z[..., list(p)]) for net, p in zip(self.nets, self.parts, strict=True))
+        return jax.nn.sigmoid(logits).reshape(z.shape[:-1] + self.image_shape)
 
 
 def causal_vae_model(
@@ -140,6 +152,14 @@ class CausalVAE:
         τ, the standard deviation of a label around its concept (standardized).
     steps_per_dual : int
         Steps between the augmented Lagrangian's multiplier updates.
+    decoder_parts : None, "concepts" or sequence of sequences of str
+        ``None``: one decoder network over every latent. Otherwise the image's
+        logits are a sum of one network per part, each reading only its
+        concepts: ``"concepts"`` gives each concept its own (the paper's
+        separate decoders), a partition such as ``[("theta",), ("phi",),
+        ("length", "mid")]`` groups the concepts that draw one object. When a
+        concept is an exact function of its parents in the training images,
+        only parts let ``do`` on it move its own object.
     pretrain_steps : int
         Steps of fitting the mechanisms to the labels alone before the joint fit
         (when the allowed graph is acyclic; ``graph="free"`` starts them cold).
@@ -175,6 +195,7 @@ class CausalVAE:
         steps_per_dual: int = 250,
         edge_threshold: float = 0.1,
         pretrain_steps: int = 2000,
+        decoder_parts=None,
     ):
         self.concepts = tuple(str(c) for c in concepts)
         if len(set(self.concepts)) != len(self.concepts) or len(self.concepts) < 1:
@@ -194,6 +215,7 @@ class CausalVAE:
         self.batch_size, self.steps_per_dual = int(batch_size), int(steps_per_dual)
         self.edge_threshold = float(edge_threshold)
         self.pretrain_steps = int(pretrain_steps)
+        self.decoder_parts = _check_parts(decoder_parts, self.concepts)
         self.label_graph: LabelGraph | None = None
         self.params = None
         self._causal = None
@@ -227,6 +249,17 @@ class CausalVAE:
         if flat:
             raise TrainingDataError(f"the labels of {flat} are constant: nothing to learn")
         return x, labels
+
+    def _parts(self):
+        """The decoder's parts as tuples of latent indices (the style latents, if
+        any, a part of their own), or ``None`` for one joint decoder."""
+        if self.decoder_parts is None:
+            return None
+        n = len(self.concepts)
+        style = [tuple(range(n, n + self.style_dim))] if self.style_dim else []
+        if isinstance(self.decoder_parts, str):
+            return [(j,) for j in range(n)] + style
+        return [tuple(self.concepts.index(c) for c in part) for part in self.decoder_parts] + style
 
     def _mask(self, labels):
         n = len(self.concepts)
@@ -275,7 +308,11 @@ class CausalVAE:
             )
         latent = n + self.style_dim
         decoder = ImageDecoder(
-            latent, self.image_shape, hidden=self.hidden, rngs=nnx.Rngs(seed + 1)
+            latent,
+            self.image_shape,
+            hidden=self.hidden,
+            parts=self._parts(),
+            rngs=nnx.Rngs(seed + 1),
         )
         encoder = Encoder(
             math.prod(self.image_shape), latent, hidden=self.hidden[::-1], rngs=nnx.Rngs(seed + 2)
@@ -501,6 +538,24 @@ class CausalVAE:
         return cf
 
 
+def _check_parts(parts, concepts):
+    if parts is None or (isinstance(parts, str) and parts == "concepts"):
+        return parts
+    if isinstance(parts, str):
+        raise ValueError(
+            f"decoder_parts must be None, 'concepts' or groups of concepts, got {parts!r}"
+        )
+    parts = [tuple(str(c) for c in p) for p in parts]
+    flat = [c for p in parts for c in p]
+    unknown = sorted(set(flat) - set(concepts))
+    if unknown or sorted(flat) != sorted(concepts):
+        raise ValueError(
+            f"decoder_parts must split the concepts {list(concepts)} into groups, each "
+            f"concept in one group; got {parts}" + (f" (unknown {unknown})" if unknown else "")
+        )
+    return parts
+
+
 def _acyclic(mask) -> bool:
     return nx.is_directed_acyclic_graph(nx.DiGraph(np.asarray(mask)))
 
@@ -566,7 +621,10 @@ class _EncoderAbduction:
     def __call__(self, *args, n=1, **kwargs):
         encode, mech, names, order, mean, std, sigma, shape, style_dim = self.args
         if "x" not in self.evidence:
-            raise ValueError("the CausalVAE encoder abducts from an image: give 'x' as evidence")
+            raise AbductionError(
+                "the CausalVAE encoder abducts from an image: give the image 'x' as evidence, "
+                "or pass method='nuts' to abduct from the concepts alone"
+            )
         x = jnp.asarray(self.evidence["x"], jnp.float32)
         x = x.reshape((-1,) + tuple(shape))
         loc, scale = encode(x.reshape(x.shape[0], -1))
