@@ -8,8 +8,8 @@ script prints the learned graph and how well the encoded concepts match their
 labels, and saves
 
 * ``$PROBCAUSAL_OUT/causal_vae_pendulum.png``: an intervention grid, one row per
-  intervention (``do(theta)``, ``do(phi)``, at five values each) on the input
-  image in the bottom row, and the generator's truth beside each row
+  intervention (``do(theta)``, ``do(phi)``, ``do(mid)``, at five values each) on
+  the input image in the bottom row, and the generator's truth beside each row
   (default ``out/``).
 
 Run: ``python examples/causal_vae_pendulum.py`` (about a minute and a half on
@@ -34,7 +34,8 @@ def main():
     train, test = data.split(jax.random.key(0), test_fraction=0.2)
     print("images", train.x.shape, "concepts", data.names)
 
-    m = pc.CausalVAE(data.names)
+    # one decoder network per object: the pendulum, the sun, the shadow
+    m = pc.CausalVAE(data.names, decoder_parts=[("theta",), ("phi",), ("length", "mid")])
     m.fit(train.x, train.labels, rng_key=jax.random.key(1), steps=4000, progress=False)
     print("label graph (from the labels):", m.label_graph.adjacency.tolist())
     print("learned graph:", sorted(m.graph().edges))
@@ -44,7 +45,11 @@ def main():
 
     # one test image; do(theta) and do(phi) at five values each, through the core
     image = test.x[7:8]
-    grid = {"theta": np.linspace(-0.6, 0.6, 5), "phi": np.linspace(1.0, 2.2, 5)}
+    grid = {
+        "theta": np.linspace(-0.6, 0.6, 5),
+        "phi": np.linspace(1.0, 2.2, 5),
+        "mid": np.linspace(4.0, 16.0, 5),
+    }
     rows, truths = [], []
     for c, values in grid.items():
         cf = pc.counterfactual(
@@ -60,15 +65,15 @@ def main():
         truths.append(truth)
         print(f"do({c}): shadow mid {np.round(np.asarray(cf['mid'][0]), 2)}")
 
-    fig, axes = plt.subplots(3, 10, figsize=(10, 3.3))
+    fig, axes = plt.subplots(4, 10, figsize=(10, 4.4))
     for r, (c, values) in enumerate(grid.items()):
         for k in range(5):
             axes[r, k].imshow(rows[r][k])
             axes[r, k + 5].imshow(truths[r][k])
             axes[r, k].set_title(f"do({c}={values[k]:.2f})", fontsize=6)
         axes[r, 5].set_title("truth", fontsize=6)
-    axes[2, 0].imshow(image[0])
-    axes[2, 0].set_title("input", fontsize=6)
+    axes[3, 0].imshow(image[0])
+    axes[3, 0].set_title("input", fontsize=6)
     for ax in axes.ravel():
         ax.set_axis_off()
     fig.tight_layout()

@@ -28,9 +28,9 @@ graph learned (``A`` started at zero, the label graph first) and scored:
   that disagrees with its pendulum: read that way, the ceiling of ``mid``
   under ``do(mid)`` was 0.18.)
 
-Quick mode: Pendulum at 32 x 32 (2-core CPU, minutes), ``do(theta)`` and
-``do(phi)``. Full mode: Pendulum and Flow at 96 x 96, ``do`` on every concept,
-the decoder in one network per object.
+Quick mode: Pendulum at 32 x 32 (2-core CPU, minutes); full mode: Pendulum and
+Flow at 96 x 96. Both intervene on every concept, with the decoder in one
+network per object (``PARTS``).
 """
 
 from __future__ import annotations
@@ -49,20 +49,27 @@ from probcausal.metrics import shd
 from probcausal.models.causal_vae import CausalVAE
 from probcausal.nn import MLP
 
-__all__ = ["QUICK", "FULL", "evaluate", "run", "train_reader"]
+__all__ = ["QUICK", "FULL", "PARTS", "evaluate", "run", "train_reader"]
 
-QUICK = {
-    "pendulum": dict(scene="pendulum", size=32, steps=6000, interventions=("theta", "phi")),
-}
 #: one decoder network per object: the Pendulum's pendulum, sun and shadow, Flow's
-#: ball, water and jet (see docs/causal_vae.md, "Limits")
+#: ball, water and jet (see docs/causal_vae.md, "do on a concept that is an exact
+#: function of its parents")
+PARTS = {
+    "pendulum": [("theta",), ("phi",), ("length", "mid")],
+    "flow": [("ball",), ("water",), ("hole", "flow")],
+}
+QUICK = {
+    "pendulum": dict(
+        scene="pendulum", size=32, steps=6000, interventions="all", decoder_parts=PARTS["pendulum"]
+    ),
+}
 FULL = {
     "pendulum": dict(
         scene="pendulum",
         size=96,
         steps=30000,
         interventions="all",
-        decoder_parts=[("theta",), ("phi",), ("length", "mid")],
+        decoder_parts=PARTS["pendulum"],
     ),
     "flow": dict(
         scene="flow",
@@ -70,7 +77,7 @@ FULL = {
         steps=30000,
         interventions="all",
         rows=8000,
-        decoder_parts=[("ball",), ("water",), ("hole", "flow")],
+        decoder_parts=PARTS["flow"],
     ),
 }
 QUICK_RUN = dict(seed=0, cf_images=500, reader_steps=3000)

@@ -24,4 +24,9 @@ def test_quick_experiment_thresholds(tmp_path):
         for k in ("length", "mid", other):
             assert moved[k] >= 0.9, (c, moved)
         assert set(r["descendants"][c]) == {"length", "mid"}
+    # do on the shadow's concepts (exact functions of their parents in the
+    # training images) moves the shadow alone: the decoder in parts
+    for c in ("length", "mid"):
+        assert r["descendants"][c] == []
+        assert min(r["cf_corr"][c].values()) >= 0.9, (c, r["cf_corr"][c])
     assert results["wall_seconds"] < 300

@@ -170,6 +170,11 @@ def test_decoder_parts_draw_each_part_from_its_own_concepts():
     want = dec.nets[0](moved[:, :1]) - dec.nets[0](z[:, :1])
     got = (logit(moved) - logit(z)).reshape(5, -1)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-4)
+    image, overlap = dec(z, True)
+    assert image.shape == (5, 4, 4, 1) and overlap.shape == (5,)
+    nets = zip(dec.nets, dec.parts, strict=True)
+    parts = [jnp.sum(jnp.abs(net(z[:, list(p)])), -1) for net, p in nets]
+    np.testing.assert_allclose(np.asarray(overlap), np.asarray(sum(parts)), rtol=1e-6)
 
 
 @pytest.mark.slow

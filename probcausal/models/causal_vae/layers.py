@@ -99,7 +99,19 @@ class ConceptMechanisms(nnx.Module):
 def solve_concepts(mechanisms, exogenous: jax.Array, n: int) -> jax.Array:
     """The concepts ``z = f(z) + exogenous``: ``n`` fixed-point passes from
     ``z = exogenous``, exact for an acyclic ``A`` (each pass settles one more
-    level of the graph, so descendants at every depth are recomputed)."""
+    level of the graph, so descendants at every depth are recomputed).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> from probcausal.models.causal_vae.layers import ConceptMechanisms, solve_concepts
+    >>> chain = jnp.array([[0.0, 2.0, 0.0], [0.0, 0.0, 3.0], [0.0, 0.0, 0.0]])  # a -> b -> c
+    >>> mech = ConceptMechanisms(chain != 0, kind="linear", rngs=nnx.Rngs(0))
+    >>> mech.weights.value = chain
+    >>> solve_concepts(mech, jnp.array([1.0, 0.0, 0.0]), 3).tolist()  # c = 3 (2 a)
+    [1.0, 2.0, 6.0]
+    """
 
     z = exogenous
     for _ in range(n):  # a Python loop: mechanisms may be NumPyro-bound modules

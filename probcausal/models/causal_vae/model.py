@@ -50,8 +50,10 @@ __all__ = ["CausalVAE", "causal_vae_model", "causal_vae_guide"]
 
 class ImageDecoder(nnx.Module):
     """``(concepts, style) -> image`` in ``[0, 1]``: one MLP over every latent, or
-    one MLP per part (a tuple of latent indices) whose logits are summed before
-    the sigmoid, so that each part of the image is drawn from its own concepts."""
+    one MLP per part (a tuple of latent indices) whose logits are added to a
+    learned background before the sigmoid, so that each part of the image is
+    drawn from its own concepts. ``with_overlap`` also returns the sum of the
+    parts' absolute logits per image (the penalty of ``part_sparsity``)."""
 
     def __init__(self, latent: int, image_shape, *, hidden, parts=None, rngs: nnx.Rngs):
         self.image_shape = tuple(image_shape)
@@ -63,13 +65,18 @@ class ImageDecoder(nnx.Module):
             self.nets = nnx.List(
                 [MLP(len(p), size, hidden=tuple(hidden), rngs=rngs) for p in self.parts]
             )
+            self.background = nnx.Param(jnp.zeros((size,)))
 
-    def __call__(self, z):
+    def __call__(self, z, with_overlap: bool = False):
+        overlap = jnp.zeros(z.shape[:-1])
         if self.parts is None:
             logits = self.net(z)
         else:
-            logits = sum(net(z[..., list(p)]) for net, p in zip(self.nets, self.parts, strict=True))
-        return jax.nn.sigmoid(logits).reshape(z.shape[:-1] + self.image_shape)
+            own = [net(z[..., list(p)]) for net, p in zip(self.nets, self.parts, strict=True)]
+            logits = self.background.value + sum(own)
+            overlap = sum(jnp.sum(jnp.abs(o), -1) for o in own)
+        image = jax.nn.sigmoid(logits).reshape(z.shape[:-1] + self.image_shape)
+        return (image, overlap) if with_overlap else image
 
 
 def causal_vae_model(
@@ -87,6 +94,7 @@ def causal_vae_model(
     scm_weight: float,
     sparsity: float,
     batch_size: int,
+    part_sparsity: float = 0.0,
 ):
     """The training program: ``x`` ``(rows, *image)``, ``labels`` ``(rows, n)``
     standardized, ``dual = (λ, ρ)`` of the augmented Lagrangian."""
@@ -107,7 +115,8 @@ def causal_vae_model(
         z = solve_concepts(lambda v: mech(v), sigma * eps[..., :n], n)
         with handlers.scale(scale=label_weight):
             numpyro.sample("labels", dist.Normal(z, label_noise).to_event(1), obs=u)
-        image = dec(jnp.concatenate([z, eps[..., n:]], -1))
+        image, overlap = dec(jnp.concatenate([z, eps[..., n:]], -1), True)
+        numpyro.factor("part_sparsity", -part_sparsity * overlap)
         numpyro.sample(
             "x", dist.Normal(image, jnp.exp(log_x_noise)).to_event(x.ndim - 1), obs=x[idx]
         )
@@ -160,6 +169,12 @@ class CausalVAE:
         ("length", "mid")]`` groups the concepts that draw one object. When a
         concept is an exact function of its parents in the training images,
         only parts let ``do`` on it move its own object.
+    part_sparsity : float
+        With parts, the weight per pixel of an L1 penalty on each part's logits
+        (against a shared background): a pixel is then drawn by one part, not
+        by every part that could predict it. At 0 a part whose concepts
+        determine another object's (the shadow determines the pendulum) draws
+        some of it, and ``do`` on it moves that object too.
     pretrain_steps : int
         Steps of fitting the mechanisms to the labels alone before the joint fit
         (when the allowed graph is acyclic; ``graph="free"`` starts them cold).
@@ -196,6 +211,7 @@ class CausalVAE:
         edge_threshold: float = 0.1,
         pretrain_steps: int = 2000,
         decoder_parts=None,
+        part_sparsity: float = 0.65,
     ):
         self.concepts = tuple(str(c) for c in concepts)
         if len(set(self.concepts)) != len(self.concepts) or len(self.concepts) < 1:
@@ -216,6 +232,7 @@ class CausalVAE:
         self.edge_threshold = float(edge_threshold)
         self.pretrain_steps = int(pretrain_steps)
         self.decoder_parts = _check_parts(decoder_parts, self.concepts)
+        self.part_sparsity = float(part_sparsity)
         self.label_graph: LabelGraph | None = None
         self.params = None
         self._causal = None
@@ -328,6 +345,7 @@ class CausalVAE:
             scm_weight=self.scm_weight,
             sparsity=self.sparsity,
             batch_size=self.batch_size,
+            part_sparsity=self.part_sparsity,
         )
         schedule = optax.cosine_decay_schedule(self.learning_rate, steps, alpha=0.01)
         svi = SVI(causal_vae_model, causal_vae_guide, optax.adam(schedule), Trace_ELBO())
