@@ -16,7 +16,6 @@ import itertools
 from typing import NamedTuple
 
 import numpy as np
-from sklearn.preprocessing import PolynomialFeatures
 
 __all__ = ["LabelGraph", "learn_label_graph", "MAX_CONCEPTS"]
 
@@ -35,6 +34,15 @@ class LabelGraph(NamedTuple):
     score: float
 
 
+def _polynomial(x, degree):
+    """Every monomial of the columns of ``x`` up to ``degree``, the constant first."""
+    cols = [np.ones(len(x))]
+    for k in range(1, degree + 1):
+        for combo in itertools.combinations_with_replacement(range(x.shape[1]), k):
+            cols.append(np.prod(x[:, list(combo)], axis=1))
+    return np.stack(cols, 1)
+
+
 def _local_scores(u, degree, floor):
     n_rows, n = u.shape
     scores = {}
@@ -43,7 +51,7 @@ def _local_scores(u, degree, floor):
         for size in range(n):
             for parents in itertools.combinations(others, size):
                 if parents:
-                    feats = PolynomialFeatures(degree).fit_transform(u[:, parents])
+                    feats = _polynomial(u[:, parents], degree)
                 else:
                     feats = np.ones((n_rows, 1))
                 coef, *_ = np.linalg.lstsq(feats, u[:, j], rcond=None)
@@ -166,7 +174,7 @@ def learn_label_graph(
 
 
 def _residual(u, j, parents, degree):
-    feats = PolynomialFeatures(degree).fit_transform(u[:, sorted(parents)])
+    feats = _polynomial(u[:, sorted(parents)], degree)
     coef, *_ = np.linalg.lstsq(feats, u[:, j], rcond=None)
     r = u[:, j] - feats @ coef
     return r / max(float(r.std()), 1e-12)
