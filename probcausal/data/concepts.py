@@ -49,7 +49,14 @@ class Scene(NamedTuple):
         return a
 
     def descendants(self, name: str) -> set[str]:
-        """The concepts that an intervention on ``name`` moves."""
+        """The concepts that an intervention on ``name`` moves.
+
+        Examples
+        --------
+        >>> from probcausal.data.concepts import FLOW
+        >>> sorted(FLOW.descendants("ball")), int(FLOW.adjacency.sum())
+        (['flow', 'water'], 3)
+        """
         out, frontier = set(), [name]
         while frontier:
             node = frontier.pop()
@@ -87,7 +94,16 @@ class ConceptData(NamedTuple):
         return ConceptData(self.x[rows], self.labels[rows], self.noise[rows], self.scene)
 
     def split(self, rng_key: jax.Array, test_fraction: float = 0.2):
-        """``(train, test)``: a random split of the rows."""
+        """``(train, test)``: a random split of the rows.
+
+        Examples
+        --------
+        >>> import jax
+        >>> from probcausal.data import pendulum_data
+        >>> train, test = pendulum_data(size=8, stride=4).split(jax.random.key(0), 0.25)
+        >>> len(train.x), len(test.x)
+        (346, 116)
+        """
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
         perm = np.asarray(jax.random.permutation(rng_key, len(self.x)))

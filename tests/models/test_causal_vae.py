@@ -68,6 +68,7 @@ def test_generators_counterfactual_truth_recomputes_descendants():
         pend.counterfactual({"theta": np.zeros(3)})
 
 
+@pytest.mark.slow
 def test_augmented_lagrangian_drives_acyclicity_to_zero():
     # every edge allowed: only the constraint keeps the graph acyclic
     data = flow_data(600, 8, rng_key=jax.random.key(2))
@@ -194,6 +195,7 @@ def test_resume_is_bitwise(tmp_path):
     np.testing.assert_array_equal(full.history["loss"], resumed.history["loss"])
 
 
+@pytest.mark.slow
 def test_style_latents_are_abducted_and_kept():
     data = pendulum_data(8, stride=3)
     m = pc.CausalVAE(data.names, style_dim=2, hidden=(32,))
@@ -207,3 +209,22 @@ def test_style_latents_are_abducted_and_kept():
     np.testing.assert_allclose(
         np.asarray(cf["x"]), m.decode(concepts, cf["style"]) + resid, atol=2e-4
     )
+
+
+def test_linear_mechanism_learns_a_negative_edge():
+    # labels from a linear SCM a -> b with a negative weight, seen through a
+    # random linear projection squashed into [0, 1]; the support given (a linear
+    # Gaussian pair is Markov equivalent to its reversal)
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=1500)
+    b = -1.5 * a + 0.5 * rng.normal(size=1500)
+    labels = np.stack([a, b], 1).astype(np.float32)
+    images = 1 / (1 + np.exp(-(labels @ rng.normal(size=(2, 16))))).reshape(-1, 4, 4, 1)
+    m = pc.CausalVAE(["a", "b"], mechanism="linear", graph=np.array([[0, 1], [0, 0]]), hidden=(32,))
+    m.fit(images, labels, rng_key=jax.random.key(0), steps=300, progress=False)
+    np.testing.assert_array_equal(m.adjacency(binary=True), [[0, 1], [0, 0]])
+    # standardized units: corr(a, b) = -1.5 / sqrt(1.5^2 + 0.5^2)
+    assert m.adjacency()[0, 1] == pytest.approx(-1.5 / np.sqrt(2.5), abs=0.05)
+    assert sorted(m.graph().edges) == [("a", "b")]
+    with pytest.raises(ValueError, match="mechanism must be"):
+        pc.CausalVAE(["a", "b"], mechanism="gp")

@@ -92,7 +92,18 @@ class ResidualDecoder(nnx.Module):
     plus a network ``f``, an :class:`~probcausal.nn.MLP` whose last layer starts at
     zero, or a :class:`~probcausal.nn.ConvGenerator` for images behind a gate
     ``g`` that starts at zero (``s ⊙ g (f(z) - ½)``). ``s`` is ``x``'s standard
-    deviation per feature, ``z_scale`` the latents'."""
+    deviation per feature, ``z_scale`` the latents'.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> a = jnp.ones((2, 3))
+    >>> dec = ResidualDecoder(a, jnp.zeros(3), jnp.ones(3), jnp.ones(2), hidden=(8,),
+    ...                       rngs=nnx.Rngs(0))
+    >>> dec(jnp.array([[1.0, 2.0]])).tolist()  # the network's last layer starts at zero
+    [[3.0, 3.0, 3.0]]
+    """
 
     def __init__(
         self,
@@ -137,7 +148,16 @@ class ResidualDecoder(nnx.Module):
 def residual_encoder(dim: int, d: int, *, hidden=(128, 128), init_scale: float = 0.1, rngs):
     """An :class:`~probcausal.nn.Encoder` over ``[x, targets, values, z_lin]``
     (``dim + 3 d`` features) whose mean starts at zero (a correction to the linear
-    posterior mean ``z_lin``) and whose scale starts at ``init_scale``."""
+    posterior mean ``z_lin``) and whose scale starts at ``init_scale``.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> loc, scale = residual_encoder(4, 2, hidden=(8,), rngs=nnx.Rngs(0))(jnp.ones((1, 10)))
+    >>> loc.tolist(), [round(v, 4) for v in scale[0].tolist()]
+    ([[0.0, 0.0]], [0.1, 0.1])
+    """
     enc = Encoder(dim + 3 * d, d, hidden=hidden, rngs=rngs)
     last = enc.net.layers[-1]
     last.kernel.value = jnp.zeros_like(last.kernel.value)
@@ -164,7 +184,22 @@ def neural_biols_model(
     """BIOLS with a nonlinear decoder as a NumPyro program: the priors of
     :func:`~.sites.latent_scm_sites` over ``L`` and ``log σ`` (and the order), each
     row's latents from :class:`LatentSCM` under its interventions, ``x`` from
-    ``Normal(decoder(z), σ_x)``; rows are subsampled ``batch_size`` at a time."""
+    ``Normal(decoder(z), σ_x)``; rows are subsampled ``batch_size`` at a time.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from flax import nnx
+    >>> from numpyro import handlers
+    >>> x, t, v, z = jnp.ones((6, 3)), jnp.zeros((6, 2), bool), jnp.zeros((6, 2)), jnp.zeros((6, 2))
+    >>> dec = ResidualDecoder(jnp.ones((2, 3)), jnp.zeros(3), jnp.ones(3), jnp.ones(2),
+    ...                       hidden=(8,), rngs=nnx.Rngs(0))
+    >>> enc = residual_encoder(3, 2, hidden=(8,), rngs=nnx.Rngs(1))
+    >>> kw = dict(num_latents=2, decoder=dec, encoder=enc, x_stats=None, batch_size=4)
+    >>> tr = handlers.trace(handlers.seed(neural_biols_model, 0)).get_trace(x, t, v, z, **kw)
+    >>> tr["z"]["value"].shape, tr["x"]["is_observed"]
+    ((4, 2), True)
+    """
     d = num_latents
     weights, sigma = latent_scm_sites(d, x.dtype, perm, order_temperature)
     net = nnx_module("decoder", decoder)
@@ -178,7 +213,16 @@ def neural_biols_model(
 
 def encoder_inputs(x, targets, target_values, z_lin, x_stats):
     """The encoder's features: standardized ``x``, the target mask, the values and
-    the linear posterior mean in latent units."""
+    the linear posterior mean in latent units.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> stats = (jnp.zeros(3), jnp.full(3, 2.0), jnp.ones(2))
+    >>> encoder_inputs(jnp.ones((1, 3)), jnp.array([[True, False]]), jnp.array([[5.0, 0.0]]),
+    ...                jnp.zeros((1, 2)), stats).tolist()
+    [[0.5, 0.5, 0.5, 1.0, 0.0, 5.0, 0.0, 0.0, 0.0]]
+    """
     x_mean, x_scale, z_scale = x_stats
     return jnp.concatenate(
         [(x - x_mean) / x_scale, targets.astype(x.dtype), target_values / z_scale, z_lin / z_scale],
@@ -188,7 +232,18 @@ def encoder_inputs(x, targets, target_values, z_lin, x_stats):
 
 def encode_rows(encoder_fn, x, targets, target_values, z_lin, x_stats, intervention_noise):
     """``q(z | x, targets, values)``'s ``(loc, scale)``: the linear posterior mean
-    plus the encoder's correction; an intervened latent's is ``N(v, ε²)``."""
+    plus the encoder's correction; an intervened latent's is ``N(v, ε²)``.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> stats = (jnp.zeros(3), jnp.ones(3), jnp.ones(2))
+    >>> fn = lambda h: (jnp.full((1, 2), 0.5), jnp.full((1, 2), 0.3))  # a stand-in encoder
+    >>> loc, scale = encode_rows(fn, jnp.ones((1, 3)), jnp.array([[True, False]]),
+    ...                          jnp.array([[5.0, 0.0]]), jnp.ones((1, 2)), stats, 0.1)
+    >>> loc.tolist(), [round(v, 4) for v in scale[0].tolist()]
+    ([[5.0, 1.5]], [0.1, 0.3])
+    """
     z_scale = x_stats[2]
     res, scale = encoder_fn(encoder_inputs(x, targets, target_values, z_lin, x_stats))
     loc = jnp.where(targets, target_values, z_lin + res * z_scale)
@@ -212,7 +267,22 @@ def neural_biols_guide(
     batch_size: int = 256,
 ):
     """Mean-field Normal over ``L`` and ``log σ`` (:func:`~.sites.latent_scm_guide`)
-    and the amortized ``q(z | x, targets, values)`` per row."""
+    and the amortized ``q(z | x, targets, values)`` per row (the arguments of
+    :func:`neural_biols_model`).
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from flax import nnx
+    >>> from numpyro import handlers
+    >>> x, t, v, z = jnp.ones((6, 3)), jnp.zeros((6, 2), bool), jnp.zeros((6, 2)), jnp.zeros((6, 2))
+    >>> stats = (jnp.zeros(3), jnp.ones(3), jnp.ones(2))
+    >>> enc = residual_encoder(3, 2, hidden=(8,), rngs=nnx.Rngs(1))
+    >>> kw = dict(num_latents=2, decoder=None, encoder=enc, x_stats=stats, batch_size=4)
+    >>> tr = handlers.trace(handlers.seed(neural_biols_guide, 0)).get_trace(x, t, v, z, **kw)
+    >>> sorted(k for k in tr if not k.endswith("params"))[:4]
+    ['L', 'L_auto_loc', 'L_auto_scale', 'log_sigma']
+    """
     latent_scm_guide(num_latents, x.dtype)
     net = nnx_module("encoder", encoder)
     with numpyro.plate("rows", x.shape[0], subsample_size=min(batch_size, x.shape[0])) as idx:
@@ -225,7 +295,20 @@ def neural_biols_guide(
 def expected_latent_log_prob(z_loc, z_var, targets, target_values, weights, sigma, eps):
     """``E_q[log p(z | W, σ, targets, values)]`` summed over rows, in closed form
     for a mean-field Normal ``q(z) = N(z_loc, diag(z_var))``: a free latent's
-    expected squared residual is ``(μ_j - (μ W)_j)² + s_j² + Σ_i W_ij² s_i²``."""
+    expected squared residual is ``(μ_j - (μ W)_j)² + s_j² + Σ_i W_ij² s_i²``.
+
+    Examples
+    --------
+    With no variance it is :class:`LatentSCM`'s log density:
+
+    >>> import jax.numpy as jnp
+    >>> w, sigma = jnp.array([[0.0, 2.0], [0.0, 0.0]]), jnp.array([1.0, 0.5])
+    >>> z, t, v = jnp.array([[0.3, 1.0]]), jnp.array([[False, False]]), jnp.zeros((1, 2))
+    >>> a = expected_latent_log_prob(z, jnp.zeros((1, 2)), t, v, w, sigma, 0.1)
+    >>> b = LatentSCM(w, sigma, t, v, 0.1).log_prob(z).sum()
+    >>> bool(jnp.allclose(a, b))
+    True
+    """
     t = targets.astype(z_loc.dtype)
     resid = z_loc - t * target_values - (1.0 - t) * (z_loc @ weights)
     sq = resid**2 + z_var + (1.0 - t) * (z_var @ weights**2)
@@ -249,7 +332,18 @@ def latent_scm_model(
     :func:`expected_latent_log_prob` of the encoded rows. Fitted with restarts
     after the networks, it re-learns the order and weights from latents that are
     now nonlinearly decoded (the linear warm start may have settled on a wrong
-    order)."""
+    order).
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from numpyro import handlers
+    >>> z, t = jnp.zeros((5, 2)), jnp.zeros((5, 2), bool)
+    >>> tr = handlers.trace(handlers.seed(latent_scm_model, 0)).get_trace(
+    ...     z, jnp.ones((5, 2)), t, jnp.zeros((5, 2)), num_latents=2, perm=jnp.eye(2))
+    >>> tr["W"]["value"].shape, "z" in tr  # the expected log density as a factor
+    ((2, 2), True)
+    """
     weights, sigma = latent_scm_sites(num_latents, z_loc.dtype, perm, order_temperature)
     value = expected_latent_log_prob(
         z_loc, z_var, targets, target_values, weights, sigma, intervention_noise

@@ -97,7 +97,25 @@ def causal_vae_model(
     part_sparsity: float = 0.0,
 ):
     """The training program: ``x`` ``(rows, *image)``, ``labels`` ``(rows, n)``
-    standardized, ``dual = (λ, ρ)`` of the augmented Lagrangian."""
+    standardized, ``dual = (λ, ρ)`` of the augmented Lagrangian.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp, numpy as np
+    >>> from flax import nnx
+    >>> from numpyro import handlers
+    >>> from probcausal.models.causal_vae.layers import ConceptMechanisms
+    >>> from probcausal.models.causal_vae.model import ImageDecoder
+    >>> mech = ConceptMechanisms(np.array([[0, 1], [0, 0]]), rngs=nnx.Rngs(0))
+    >>> dec = ImageDecoder(2, (4, 4, 1), hidden=(8,), rngs=nnx.Rngs(1))
+    >>> kw = dict(mechanisms=mech, decoder=dec, encoder=None, style_dim=0, kl_weight=0.3,
+    ...           label_weight=10.0, label_noise=0.1, scm_weight=1.0, sparsity=1e-3,
+    ...           batch_size=3)
+    >>> x, u = jnp.full((5, 4, 4, 1), 0.5), jnp.zeros((5, 2))
+    >>> tr = handlers.trace(handlers.seed(causal_vae_model, 0)).get_trace(x, u, (0.0, 1.0), **kw)
+    >>> tr["eps"]["value"].shape, tr["x"]["value"].shape, tr["labels"]["is_observed"]
+    ((3, 2), (3, 4, 4, 1), True)
+    """
     n = labels.shape[-1]
     mech = nnx_module("mechanisms", mechanisms)
     dec = nnx_module("decoder", decoder)
@@ -122,11 +140,26 @@ def causal_vae_model(
         )
     h = acyclicity(a)
     lam, rho = dual
-    numpyro.factor("acyclicity", -(lam * h + 0.5 * rho * h**2) - sparsity * jnp.sum(a))
+    numpyro.factor("acyclicity", -(lam * h + 0.5 * rho * h**2) - sparsity * jnp.sum(jnp.abs(a)))
 
 
 def causal_vae_guide(x, labels, dual, *, encoder, style_dim, kl_weight, batch_size, **_):
-    """``q(ε | x)`` from the amortized encoder."""
+    """``q(ε | x)`` from the amortized encoder (the arguments of
+    :func:`causal_vae_model`).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> from numpyro import handlers
+    >>> from probcausal.nn import Encoder
+    >>> enc = Encoder(16, 2, hidden=(8,), rngs=nnx.Rngs(0))
+    >>> x, u = jnp.full((5, 4, 4, 1), 0.5), jnp.zeros((5, 2))
+    >>> tr = handlers.trace(handlers.seed(causal_vae_guide, 0)).get_trace(
+    ...     x, u, (0.0, 1.0), encoder=enc, style_dim=0, kl_weight=0.3, batch_size=3)
+    >>> tr["eps"]["value"].shape
+    (3, 2)
+    """
     enc = nnx_module("encoder", encoder)
     rows = x.shape[0]
     with numpyro.plate("rows", rows, subsample_size=min(batch_size, rows)) as idx:
@@ -189,6 +222,14 @@ class CausalVAE:
     >>> m = m.fit(data.x, data.labels, rng_key=jax.random.key(0), steps=200, progress=False)
     >>> m.adjacency(binary=True).tolist()
     [[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]]
+    >>> sorted(m.graph().edges)[:2]
+    [('phi', 'length'), ('phi', 'mid')]
+    >>> m.encode(data.x[:3]).shape, m.decode(data.labels[:3]).shape
+    ((3, 4), (3, 16, 16, 3))
+    >>> cf = pc.counterfactual(m.causal_model(), {"x": data.x[:3]}, {"theta": 0.4},
+    ...                        rng_key=jax.random.key(1), num_samples=2, model_kwargs={"n": 3})
+    >>> cf["theta"].tolist()[0], cf["x"].shape
+    ([0.4, 0.4, 0.4], (2, 3, 16, 16, 3))
     """
 
     def __init__(
@@ -218,6 +259,8 @@ class CausalVAE:
             raise ValueError(f"concepts must be distinct names, got {list(concepts)}")
         if "x" in self.concepts or "style" in self.concepts:
             raise ValueError("'x' and 'style' are the image's and the free latents' sites")
+        if mechanism not in ("mlp", "linear"):
+            raise ValueError(f"mechanism must be 'mlp' or 'linear', got {mechanism!r}")
         if isinstance(graph, str) and graph not in ("learn", "free"):
             raise ValueError(f"graph must be 'learn', 'free' or an adjacency, got {graph!r}")
         self.graph_option = graph
@@ -415,11 +458,12 @@ class CausalVAE:
 
     def adjacency(self, *, binary: bool = False) -> np.ndarray:
         """The learned weighted adjacency ``A`` ``(n, n)`` (``A[i, j]``: the
-        strength of ``concepts[i] -> concepts[j]``); ``binary``: the edges whose
-        weight is above ``edge_threshold``."""
+        strength of ``concepts[i] -> concepts[j]``, signed for the linear
+        mechanism); ``binary``: the edges whose ``|A|`` is above
+        ``edge_threshold``."""
         self._require_fit()
         a = np.asarray(_adjacency(self.params, self._nets[0]))
-        return (a > self.edge_threshold).astype(np.int64) if binary else a
+        return (np.abs(a) > self.edge_threshold).astype(np.int64) if binary else a
 
     def graph(self) -> nx.DiGraph:
         """The learned concept graph (edges above ``edge_threshold``, attribute
@@ -427,7 +471,7 @@ class CausalVAE:
         a = self.adjacency()
         g = nx.DiGraph()
         g.add_nodes_from(self.concepts)
-        for i, j in zip(*np.nonzero(a > self.edge_threshold), strict=True):
+        for i, j in zip(*np.nonzero(np.abs(a) > self.edge_threshold), strict=True):
             g.add_edge(self.concepts[i], self.concepts[j], weight=float(a[i, j]))
         return g
 
