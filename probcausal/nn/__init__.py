@@ -5,11 +5,12 @@
 :class:`ConvGenerator` are generators, :class:`Critic` and :class:`ConvCritic`
 critics for :class:`~probcausal.infer.WGANGP`, :class:`Encoder` an amortized
 posterior (used by :class:`EncoderGuide`), and :class:`Frozen` plugs a
-pretrained module in as a constant.
+pretrained module in as a constant; :func:`with_params` gives a module its
+trained parameters from a NumPyro fit.
 """
 
 from probcausal.nn.conv import ConvCritic, ConvGenerator
-from probcausal.nn.frozen import Frozen
+from probcausal.nn.frozen import Frozen, with_params
 from probcausal.nn.guides import EncoderGuide
 from probcausal.nn.mlp import MLP, Critic, Encoder, MLPGenerator, flatten_values
 from probcausal.nn.sites import gumbel_softmax, one_hot, sample
@@ -27,4 +28,5 @@ __all__ = [
     "gumbel_softmax",
     "one_hot",
     "sample",
+    "with_params",
 ]

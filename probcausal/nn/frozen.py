@@ -5,7 +5,31 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-__all__ = ["Frozen"]
+__all__ = ["Frozen", "with_params"]
+
+
+def with_params(module: nnx.Module, params=None) -> nnx.Module:
+    """A copy of ``module`` holding the trained ``params``: the pure dict that
+    NumPyro's ``nnx_module(name, module)`` trains as the ``{name}$params`` site
+    (``None``: the module's own weights). The module itself is left as it was.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> from probcausal.nn import MLP, with_params
+    >>> net = MLP(2, 1, hidden=(), rngs=nnx.Rngs(0))
+    >>> trained = {"layers": {0: {"kernel": jnp.ones((2, 1)), "bias": jnp.zeros(1)}}}
+    >>> with_params(net, trained)(jnp.array([[1.0, 2.0]])).tolist()
+    [[3.0]]
+    >>> bool((net.layers[0].kernel.value == 1.0).all())  # the original is untouched
+    False
+    """
+    graphdef, own, other = nnx.split(module, nnx.Param, nnx.Not(nnx.Param))
+    own = jax.tree.map(lambda a: jax.numpy.array(a, copy=True), own)  # buffers of its own
+    if params is not None:
+        nnx.replace_by_pure_dict(own, jax.tree.map(jax.numpy.asarray, params))
+    return nnx.merge(graphdef, own, other, copy=True)
 
 
 class Frozen:

@@ -24,6 +24,7 @@ from probcausal.models.biols import likelihood as lik
 from probcausal.models.biols import neural
 from probcausal.models.biols.order import best_order
 from probcausal.models.biols.sites import latent_scm_guide, latent_scm_sites
+from probcausal.nn import with_params
 
 __all__ = ["BIOLS", "biols_guide", "biols_model"]
 
@@ -654,9 +655,7 @@ class BIOLS:
     def _apply(self, which: str, *inputs):
         """Call the fitted decoder or encoder (``which``) on ``inputs``."""
         module = self._nets[0 if which == "decoder" else 1]
-        graph, params, other = nnx.split(module, nnx.Param, nnx.Not(nnx.Param))
-        nnx.replace_by_pure_dict(params, jax.tree.map(jnp.asarray, self.params[f"{which}$params"]))
-        return nnx.merge(graph, params, other, copy=True)(*inputs)
+        return with_params(module, self.params[f"{which}$params"])(*inputs)
 
     def decode(self, z) -> np.ndarray:
         """The decoder's mean of ``x`` for latents ``z`` ``(..., d)`` (flattened

@@ -115,12 +115,11 @@ def _best_dag(n, scores, independent):
             placed.add(j)
         if total > best[0]:
             best = (total, dict(parents))
-    total, parents = best
     adjacency = np.zeros((n, n), np.int64)
-    for j, ps in parents.items():
+    for j, ps in best[1].items():
         for i in ps:
             adjacency[i, j] = 1
-    return adjacency, total
+    return adjacency
 
 
 def learn_label_graph(
@@ -167,7 +166,7 @@ def learn_label_graph(
     u = (u - u.mean(0)) / np.maximum(u.std(0), 1e-12)
     scores = _local_scores(u, degree, floor)
     independent = _independent_pairs(u, alpha, np.random.default_rng(seed))
-    adjacency, total = _best_dag(n, scores, independent)
+    adjacency = _best_dag(n, scores, independent)
     adjacency, oriented = _orient_covered(u, adjacency, degree, np.random.default_rng(seed + 1))
     total = sum(scores[k, frozenset(np.flatnonzero(adjacency[:, k]).tolist())] for k in range(n))
     return LabelGraph(adjacency, tuple(oriented), float(total))
@@ -206,14 +205,3 @@ def _orient_covered(u, adjacency, degree, rng):
             i, j = j, i
         oriented.append((int(i), int(j)))
     return adjacency, oriented
-
-
-def _acyclic(adjacency) -> bool:
-    a = np.asarray(adjacency, bool)
-    remaining = list(range(len(a)))
-    while remaining:
-        roots = [j for j in remaining if not a[remaining][:, j].any()]
-        if not roots:
-            return False
-        remaining = [j for j in remaining if j not in roots]
-    return True

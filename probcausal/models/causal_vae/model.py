@@ -42,7 +42,7 @@ from probcausal.errors import AbductionError, NotFittedError, TrainingDataError
 from probcausal.infer.training import fit as run_fit
 from probcausal.models.causal_vae.discovery import LabelGraph, learn_label_graph
 from probcausal.models.causal_vae.layers import ConceptMechanisms, acyclicity, solve_concepts
-from probcausal.nn import MLP, Encoder
+from probcausal.nn import MLP, Encoder, with_params
 from probcausal.queries import counterfactual
 
 __all__ = ["CausalVAE", "causal_vae_model", "causal_vae_guide"]
@@ -434,7 +434,6 @@ class CausalVAE:
         )
         self.params = jax.tree.map(np.asarray, result.params)
         self._nets = (mechanisms, decoder, encoder)
-        self.mask = mask
         self.history = {
             **result.metrics,
             "dual": tuple(float(v) for v in result.state[1:3]),
@@ -451,7 +450,7 @@ class CausalVAE:
 
     def _module(self, which: str):
         module = self._nets[("mechanisms", "decoder", "encoder").index(which)]
-        return _with_params(module, self.params[f"{which}$params"])
+        return with_params(module, self.params[f"{which}$params"])
 
     def _apply(self, which: str, *inputs):
         return self._module(which)(*inputs)
@@ -656,15 +655,8 @@ def _pretrain_mechanisms(mechanisms, u, steps: int, key):
     return log_sigma
 
 
-def _with_params(module, params):
-    """A copy of ``module`` holding the trained ``params`` (a pure dict)."""
-    graph, own, other = nnx.split(module, nnx.Param, nnx.Not(nnx.Param))
-    nnx.replace_by_pure_dict(own, jax.tree.map(jnp.asarray, params))
-    return nnx.merge(graph, own, other, copy=True)
-
-
 def _adjacency(params, mechanisms):
-    return _with_params(mechanisms, params["mechanisms$params"]).adjacency()
+    return with_params(mechanisms, params["mechanisms$params"]).adjacency()
 
 
 class _EncoderAbduction:

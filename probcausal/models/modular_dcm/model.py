@@ -231,12 +231,7 @@ class ModularDCM:
         gen = self.generators[variable]
         if isinstance(gen, pnn.Frozen):
             return nnx.merge(gen.graphdef, gen.state)
-        graphdef, params, rest = nnx.split(gen, nnx.Param, nnx.Not(nnx.Param))
-        params = jax.tree.map(lambda a: jnp.array(a, copy=True), params)
-        trained = self.params.get(f"{variable}_net$params")
-        if trained is not None:
-            nnx.replace_by_pure_dict(params, trained)
-        return nnx.merge(graphdef, params, rest)
+        return pnn.with_params(gen, self.params.get(f"{variable}_net$params"))
 
     def modules(self, pretrained=()) -> list[TrainingModule]:
         """The training modules in order (see :func:`training_modules`)."""
